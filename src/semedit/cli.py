@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -170,6 +171,234 @@ def pairs(count, seed, kind, zoom, output, overwrite):
     for d in dips:
         click.echo(f"{d.caption} | {d.left_caption} | {d.right_caption}")
     click.echo(f"wrote {output}")
+
+
+def _load_rgb(path: Path, size: int, what: str):
+    """An image file as HxWx3 uint8 of the model's size, or a clear error."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        img = Image.open(path).convert("RGB")
+    except (OSError, UnidentifiedImageError) as e:
+        raise click.ClickException(f"cannot read {what} {path}: {e}") from None
+    if img.size != (size, size):
+        raise click.ClickException(f"{what} {path} is {img.width}x{img.height}; the model needs {size}x{size}")
+    return np.asarray(img)
+
+
+@main.command()
+@click.argument("prompt")
+@click.option("--model", default="toon-64", show_default=True, help="toon-64, a diffusers SD folder or a hub id.")
+@click.option("--pose", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="An OpenPose-style drawing to follow (ControlNet 'pose').")
+@click.option("--scribble", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="A scribble map (white lines on black) to follow (ControlNet 'scribble').")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--steps", type=click.IntRange(1, 1000), default=50, show_default=True, help="DDIM steps.")
+@click.option("--cfg", type=click.FloatRange(0, 50), default=7.5, show_default=True,
+              help="Classifier-free guidance scale.")
+@click.option("--negative-prompt", default="", help="Text to steer away from.")
+@_output
+@_overwrite
+def generate(prompt, model, pose, scribble, seed, steps, cfg, negative_prompt, output, overwrite):
+    """Generate an image from PROMPT (optionally following a pose drawing or a scribble)."""
+    import torch
+    from PIL import Image
+
+    from .models.backbone import BackboneNotFound, load_backbone
+
+    if pose and scribble:
+        raise click.UsageError("give --pose or --scribble, not both")
+    if not prompt.strip():
+        raise click.BadParameter("the prompt is empty", param_hint="PROMPT")
+    _check_output(output, overwrite)
+    kind = "pose" if pose else "scribble" if scribble else None
+    try:
+        bb = load_backbone(model, controlnets=[kind] if kind and model == "toon-64" else None)
+    except (BackboneNotFound, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    if kind and kind not in bb.controlnets:
+        raise click.ClickException(f"{model} has no {kind} ControlNet")
+    pipe = bb.pipeline(kind)
+    size = bb.image_size
+    kw = {}
+    if kind:
+        kw["image"] = Image.fromarray(_load_rgb(pose or scribble, size, f"--{kind}"))
+    t0 = time.perf_counter()
+    image = pipe(prompt, negative_prompt=negative_prompt or None, num_inference_steps=steps, guidance_scale=cfg,
+                 generator=torch.Generator().manual_seed(seed), height=size, width=size, **kw).images[0]
+    dt = time.perf_counter() - t0
+    from PIL.PngImagePlugin import PngInfo
+
+    meta = PngInfo()
+    meta.add_text("semedit", json.dumps({"prompt": prompt, "model": model, "seed": seed, "steps": steps, "cfg": cfg,
+                                         "control": kind, "negative_prompt": negative_prompt}))
+    image.save(output, pnginfo=meta)
+    click.echo(f"wrote {output} ({size}x{size}, {steps} steps, {dt:.1f} s)")
+
+
+@main.group()
+def train():
+    """Train the embedded toon-64 family (resumable; each prints where it saved and what it measured).
+
+    Order: data, tokenizer, clip, vae, then the U-Net, ControlNets and the evaluator. Runs keep
+    checkpoints in --run-dir and continue from them unless --fresh.
+    """
+
+
+def _train_options(name, steps, batch_size, lr):
+    def deco(f):
+        for opt in reversed([
+            click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/cache"),
+                         show_default=True, help="Render cache (made by `semedit train data`)."),
+            click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(f"runs/{name}"),
+                         show_default=True, help="Checkpoints, loss log and report."),
+            click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+                         help="Where the final weights go (default: the embedded toon-64 folder)."),
+            click.option("--steps", type=click.IntRange(1), default=steps, show_default=True),
+            click.option("--batch-size", type=click.IntRange(1), default=batch_size, show_default=True),
+            click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=lr, show_default=True),
+            click.option("--seed", type=click.IntRange(0), default=0, show_default=True),
+            click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint and start again."),
+        ]):
+            f = opt(f)
+        return f
+    return deco
+
+
+def _train_config(default, steps, batch_size, lr, seed):
+    import dataclasses
+
+    return dataclasses.replace(default, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+                               checkpoint_every=min(default.checkpoint_every, steps),
+                               log_every=min(default.log_every, steps), warmup=min(default.warmup, steps // 2))
+
+
+def _report(name, report, where):
+    click.echo(f"{name}: saved to {where}")
+    click.echo(json.dumps(report, indent=2))
+
+
+@train.command()
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/cache"),
+              show_default=True)
+@click.option("-n", "--count", type=click.IntRange(1), default=40000, show_default=True, help="Training samples.")
+@click.option("--heldout", type=click.IntRange(1), default=2000, show_default=True, help="Held-out samples.")
+@click.option("--pairs", type=click.IntRange(1), default=10000, show_default=True, help="Diptych pairs.")
+@click.option("--workers", type=click.IntRange(1, 64), default=None)
+def data(cache, count, heldout, pairs, workers):
+    """Render the training caches: world samples (seed 1), held-out samples (seed 2), diptychs (seed 3)."""
+    from .models.data import PairCache, RenderCache
+
+    RenderCache.build(cache / "train", count, seed=1, workers=workers)
+    RenderCache.build(cache / "heldout", heldout, seed=2, workers=workers)
+    PairCache.build(cache / "pairs", pairs, seed=3, workers=workers)
+    click.echo(f"caches ready in {cache}")
+
+
+@train.command()
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Tokenizer folder (default: the embedded toon-64 tokenizer).")
+@click.option("--vocab-size", type=click.IntRange(300), default=1024, show_default=True)
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+def tokenizer(out, vocab_size, seed):
+    """Train the CLIP-format BPE tokenizer on world captions."""
+    from .models.toon64 import TOON64_DIR
+    from .models.train_clip import train_tokenizer
+
+    out = out or TOON64_DIR / "tokenizer"
+    tok = train_tokenizer(out, vocab_size, seed)
+    click.echo(f"tokenizer: {len(tok)} tokens, saved to {out}")
+
+
+@train.command()
+@_train_options("vae", 2500, 24, 1e-3)
+def vae(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
+    """Train the VAE (AutoencoderKL 64x64x3 -> 4x16x16); measures held-out PSNR and the latent scale."""
+    from .models.toon64 import TOON64_DIR
+    from .models.train_vae import VAE_TRAIN, train_vae
+
+    out = out or TOON64_DIR / "vae"
+    report = train_vae(cache, run_dir, out, _train_config(VAE_TRAIN, steps, batch_size, lr, seed), resume=not fresh)
+    _report("vae", report, out)
+
+
+@train.command()
+@_train_options("clip", 3000, 128, 5e-4)
+@click.option("--tokenizer", "tokenizer_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Tokenizer folder (default: the embedded one).")
+def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir):
+    """Train the small CLIP (text + vision towers, contrastive); measures zero-shot accuracy and retrieval."""
+    from .models.toon64 import TOON64_DIR
+    from .models.train_clip import CLIP_TRAIN, train_clip
+
+    out = out or TOON64_DIR
+    report = train_clip(cache, tokenizer_dir or TOON64_DIR / "tokenizer", run_dir, out,
+                        _train_config(CLIP_TRAIN, steps, batch_size, lr, seed), resume=not fresh)
+    _report("clip", report, out / "clip")
+
+
+@train.command()
+@_train_options("unet", 12000, 32, 4e-4)
+def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
+    """Train the text-conditional U-Net (caption dropout, diptychs, EMA) on VAE latents."""
+    from .models.backbone import write_family_index
+    from .models.toon64 import TOON64_DIR
+    from .models.train_unet import UNET_TRAIN, train_unet
+
+    out = out or TOON64_DIR / "unet"
+    report = train_unet(cache, TOON64_DIR, run_dir, out, _train_config(UNET_TRAIN, steps, batch_size, lr, seed),
+                        resume=not fresh)
+    write_family_index()
+    _report("unet", report, out)
+
+
+@train.command()
+@click.argument("kind", type=click.Choice(["pose", "scribble"]))
+@_train_options("controlnet", 3000, 32, 3e-4)
+def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh):
+    """Train a ControlNet for the pose drawing or the scribble map on the frozen U-Net."""
+    from .models.toon64 import TOON64_DIR
+    from .models.train_controlnet import CONTROLNET_TRAIN, train_controlnet
+
+    out = out or TOON64_DIR / f"controlnet-{kind}"
+    if run_dir == Path("runs/controlnet"):
+        run_dir = Path(f"runs/controlnet-{kind}")
+    report = train_controlnet(kind, cache, TOON64_DIR, run_dir, out,
+                              _train_config(CONTROLNET_TRAIN, steps, batch_size, lr, seed), resume=not fresh)
+    _report(f"controlnet-{kind}", report, out)
+
+
+@train.command()
+@_train_options("evaluator", 4000, 64, 2e-3)
+def evaluator(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
+    """Train the attribute evaluator (the benchmark's judge) on renders and VAE reconstructions."""
+    from .models.toon64 import TOON64_DIR
+    from .models.train_evaluator import EVALUATOR_TRAIN, train_evaluator
+
+    out = out or TOON64_DIR / "evaluator"
+    report = train_evaluator(cache, TOON64_DIR / "vae", run_dir, out,
+                             _train_config(EVALUATOR_TRAIN, steps, batch_size, lr, seed), resume=not fresh)
+    _report("evaluator", report, out)
+
+
+@train.command(name="all")
+@click.pass_context
+def train_all(ctx):
+    """Train the whole family from scratch with the default settings, in order, and time each part."""
+    steps = [("data", data, {}), ("tokenizer", tokenizer, {}), ("vae", vae, {}), ("clip", clip, {}),
+             ("evaluator", evaluator, {}), ("unet", unet, {}), ("controlnet-pose", controlnet, {"kind": "pose"}),
+             ("controlnet-scribble", controlnet, {"kind": "scribble"})]
+    times = {}
+    for name, cmd, kw in steps:
+        t0 = time.perf_counter()
+        ctx.invoke(cmd, **kw)
+        times[name] = round(time.perf_counter() - t0, 1)
+        click.echo(f"[train all] {name} took {times[name]:.0f} s")
+    Path("runs").mkdir(exist_ok=True)
+    Path("runs/train_all_times.json").write_text(json.dumps(times, indent=2))
+    click.echo(f"[train all] total {sum(times.values()) / 60:.1f} min: {times}")
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,7 +1,7 @@
 """The procedural toon world: attribute records, rendering and maps, captions, ground-truth edits,
 diptychs and dataset export. Pure numpy/PIL (the torch datasets live in `semedit.world.torch_data`)."""
 
-from .attributes import CATEGORICAL, IDENTITY_FIELDS, POSE_RANGES, ToonRecord, record_seed, sample_record
+from .attributes import CATEGORICAL, IDENTITY_FIELDS, POSE_RANGES, ToonRecord, observable, record_seed, sample_record
 from .captions import CAPTION_FIELDS, captions, describe, diptych_caption, sample_prompt
 from .edits import EDIT_CLASSES, Diptych, GroundTruthEdit, diptych, ground_truth_edit, region_of, sample_pair
 from .export import export_dataset, read_export
@@ -9,7 +9,7 @@ from .maps import draw_pose, scribble_map
 from .render import SEG_CLASSES, SEG_PALETTE, ToonRender, colourise_seg, pose_keypoints, render
 
 __all__ = [
-    "CATEGORICAL", "IDENTITY_FIELDS", "POSE_RANGES", "ToonRecord", "record_seed", "sample_record",
+    "CATEGORICAL", "IDENTITY_FIELDS", "POSE_RANGES", "ToonRecord", "observable", "record_seed", "sample_record",
     "CAPTION_FIELDS", "captions", "describe", "diptych_caption", "sample_prompt",
     "EDIT_CLASSES", "Diptych", "GroundTruthEdit", "diptych", "ground_truth_edit", "region_of", "sample_pair",
     "export_dataset", "read_export", "draw_pose", "scribble_map",

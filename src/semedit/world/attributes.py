@@ -165,3 +165,17 @@ def sample_record(seed: int | np.random.Generator | np.random.SeedSequence) -> T
 def record_seed(seed: int, index: int) -> np.random.SeedSequence:
     """The seed of sample `index` of a dataset with base `seed` (independent of other samples)."""
     return np.random.SeedSequence([int(seed), int(index)])
+
+
+def observable(rec: ToonRecord) -> dict[str, bool]:
+    """Which categorical attributes the image shows (an evaluator can only be judged on these):
+    gaze and eye colour hide behind closed eyes, hair under a flower or sheep hood, the shirt
+    colour under a costume, the background colour behind a scene."""
+    hooded = rec.costume in ("flower", "sheep")
+    out = {name: True for name in CATEGORICAL}
+    out["gaze"] = out["eye_colour"] = rec.eyes == "open"
+    out["hair_style"] = not hooded
+    out["hair_colour"] = not hooded and rec.hair_style != "bald"
+    out["shirt_colour"] = rec.costume == "normal"
+    out["background_colour"] = rec.background == "plain"
+    return out

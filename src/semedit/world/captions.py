@@ -162,3 +162,35 @@ def sample_prompt(seed, min_fields: int = 2, max_fields: int = 5) -> tuple[str, 
 
 assert set(EXPRESSION_PHRASE) == set(CATEGORICAL["expression"])
 assert set(COSTUME_PHRASE) == set(CATEGORICAL["costume"])
+
+
+# caption field that names each attribute
+ATTRIBUTE_FIELD = {"hair_style": "hair", "hair_colour": "hair", "shirt_colour": "costume",
+                   "background_colour": "background"}
+_ENABLE = {"shirt_colour": {"costume": "normal"}, "background_colour": {"background": "plain"},
+           "gaze": {"eyes": "open"}, "beard": {"presentation": "man"}, "hair_colour": {}}
+
+
+def value_prompts(attr: str, n_bases: int = 12) -> dict[str, list[str]]:
+    """Prompts naming each value of a categorical attribute (for zero-shot classification):
+    `describe(record, ["presentation", field])` over a few base records, so the other words of
+    the field (e.g. the hair style next to a hair colour) vary and average out."""
+    from .attributes import CATEGORICAL
+
+    field = ATTRIBUTE_FIELD.get(attr, attr)
+    if attr not in CATEGORICAL or field not in CAPTION_FIELDS:
+        raise ValueError(f"no caption field names {attr!r}")
+    out = {}
+    for value in CATEGORICAL[attr]:
+        prompts = []
+        for i in range(n_bases):
+            rec = sample_record(1000 + i).replace(**_ENABLE.get(attr, {}))
+            if attr == "hair_colour" and rec.hair_style == "bald":
+                rec = rec.replace(hair_style="short")
+            if attr == "presentation" and value == "woman":
+                rec = rec.replace(beard="none")
+            p = describe(rec.replace(**{attr: value}), ["presentation", field])
+            if p not in prompts:
+                prompts.append(p)
+        out[value] = prompts
+    return out

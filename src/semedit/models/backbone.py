@@ -1,0 +1,188 @@
+"""Loading a backbone: the embedded toon-64 family, a local diffusers Stable-Diffusion-1.x folder,
+or a hub id (only when the user names one). A missing model is a clear `BackboneNotFound` error
+that says how to get it; nothing is downloaded unless a hub id is given and the hub is reachable.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .toon64 import SCHEDULER_CONFIG, TOON64_DIR
+
+TOON64 = "toon-64"
+SD_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+class BackboneNotFound(FileNotFoundError):
+    """A model the user named is not here (and could not be fetched)."""
+
+
+@dataclass
+class Backbone:
+    """The parts of a latent text-to-image diffusion model that editing methods use."""
+    name: str
+    vae: object
+    text_encoder: object
+    tokenizer: object
+    unet: object
+    scheduler_config: dict
+    controlnets: dict = field(default_factory=dict)  # name -> ControlNetModel
+    clip: object | None = None  # CLIPModel (joint text-image space)
+    clip_processor: object | None = None
+    device: torch.device = torch.device("cpu")
+    dtype: torch.dtype = torch.float32
+
+    @property
+    def vae_scale_factor(self) -> int:
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def image_size(self) -> int:
+        return self.unet.config.sample_size * self.vae_scale_factor
+
+    def pipeline(self, controlnet: str | None = None):
+        """A diffusers text-to-image pipeline over these components (with a ControlNet if named)."""
+        from diffusers import DDIMScheduler, StableDiffusionControlNetPipeline, StableDiffusionPipeline
+
+        parts = dict(vae=self.vae, text_encoder=self.text_encoder, tokenizer=self.tokenizer, unet=self.unet,
+                     scheduler=DDIMScheduler.from_config(self.scheduler_config), safety_checker=None,
+                     feature_extractor=None, requires_safety_checker=False)
+        if controlnet is None:
+            return StableDiffusionPipeline(**parts)
+        if controlnet not in self.controlnets:
+            raise ValueError(f"no {controlnet!r} ControlNet in {self.name}; have: {', '.join(self.controlnets) or 'none'}")
+        return StableDiffusionControlNetPipeline(controlnet=self.controlnets[controlnet], **parts)
+
+
+def _resolve(name_or_path: str, what: str, allow_patterns=None) -> Path:
+    """A local folder for a path or a hub id (cache first, then the hub unless offline)."""
+    p = Path(name_or_path).expanduser()
+    if p.exists():
+        if not p.is_dir():
+            raise BackboneNotFound(f"{what} {name_or_path!r} is a file; expected a diffusers/transformers folder")
+        return p
+    if not _HUB_ID.match(name_or_path):
+        raise BackboneNotFound(f"{what} {name_or_path!r} is neither a local folder nor a hub id (owner/name)")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        return Path(snapshot_download(name_or_path, local_files_only=True, allow_patterns=allow_patterns))
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError, ValueError):
+        pass
+    how = (f"Download it where there is internet, e.g. `hf download {name_or_path} --local-dir DIR`, and pass "
+           f"DIR instead; or use the embedded default, {TOON64!r}.")
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() in ("1", "true", "yes"):
+        raise BackboneNotFound(f"{what} {name_or_path!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE "
+                               f"is set. {how}")
+    os.environ.setdefault("HF_HUB_ETAG_TIMEOUT", "10")
+    os.environ.setdefault("HF_HUB_DOWNLOAD_TIMEOUT", "10")
+    try:
+        return Path(snapshot_download(name_or_path, allow_patterns=allow_patterns))
+    except Exception as e:  # network down, repo missing, gated: one clear message
+        raise BackboneNotFound(f"{what} {name_or_path!r} could not be fetched from the hub "
+                               f"({type(e).__name__}: {str(e).splitlines()[0][:200]}). {how}") from None
+
+
+def _check_sd_folder(root: Path, name: str) -> None:
+    missing = [c for c in SD_COMPONENTS if not (root / c).is_dir()]
+    if missing:
+        raise BackboneNotFound(f"{name!r} ({root}) is not a Stable Diffusion folder in the diffusers layout: "
+                               f"missing {', '.join(c + '/' for c in missing)}")
+
+
+def load_backbone(name_or_path: str = TOON64, controlnets=None, clip: str | None = None,
+                  device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Backbone:
+    """Load a backbone.
+
+    - `"toon-64"`: the embedded family (its ControlNets `pose` and `scribble` and its CLIP load by
+      default);
+    - a local diffusers Stable-Diffusion-1.x folder or a hub id.
+
+    `controlnets` maps names to folders/hub ids (for toon-64 also a list of its names);
+    `clip` is a CLIPModel folder or hub id (toon-64: its own).
+    """
+    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+    from transformers import CLIPModel, CLIPProcessor, CLIPTextModel, CLIPTokenizer
+
+    device = torch.device(device)
+    if name_or_path == TOON64:
+        root, name = TOON64_DIR, TOON64
+        if not (root / "model_index.json").exists():
+            raise BackboneNotFound(f"the embedded toon-64 family is incomplete in {root} (no model_index.json); "
+                                   "train it with `semedit train all`")
+        available = {k.split("-", 1)[1]: root / k for k in ("controlnet-pose", "controlnet-scribble")
+                     if (root / k / "config.json").exists()}
+        if controlnets is None:
+            controlnets = available
+        elif isinstance(controlnets, (list, tuple)):
+            unknown = [c for c in controlnets if c not in available]
+            if unknown:
+                raise BackboneNotFound(f"toon-64 has no ControlNet {', '.join(unknown)}; it has: "
+                                       f"{', '.join(available) or 'none'}")
+            controlnets = {c: available[c] for c in controlnets}
+        clip = clip or (root / "clip" if (root / "clip" / "config.json").exists() else None)
+    else:
+        root, name = _resolve(name_or_path, "model"), name_or_path
+        _check_sd_folder(root, name_or_path)
+        if isinstance(controlnets, (list, tuple)):
+            raise ValueError("for a model other than toon-64, pass controlnets as {name: folder or hub id}")
+        controlnets = controlnets or {}
+
+    kw = dict(torch_dtype=dtype)
+    tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer")
+    if tokenizer.model_max_length > 1000:  # transformers 5 without a config value: the pipelines pad to this
+        tokenizer.model_max_length = 77
+    text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", **kw)
+    vae = AutoencoderKL.from_pretrained(root / "vae", **kw)
+    unet = UNet2DConditionModel.from_pretrained(root / "unet", **kw)
+    from diffusers import DDIMScheduler
+
+    sched = dict(DDIMScheduler.load_config(root / "scheduler"))
+    sched.update(clip_sample=False, set_alpha_to_one=False)  # SD-style DDIM (see DDIMScheduler docs)
+    nets = {}
+    for cn_name, where in controlnets.items():
+        nets[cn_name] = ControlNetModel.from_pretrained(_resolve(str(where), f"ControlNet {cn_name!r}"), **kw)
+    clip_model = clip_proc = None
+    if clip is not None:
+        clip_root = _resolve(str(clip), "CLIP model")
+        clip_model = CLIPModel.from_pretrained(clip_root, **kw)
+        clip_proc = CLIPProcessor.from_pretrained(clip_root)
+    bb = Backbone(name=name, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                  scheduler_config=sched, controlnets=nets, clip=clip_model, clip_processor=clip_proc,
+                  device=device, dtype=dtype)
+    for m in (vae, text_encoder, unet, *nets.values(), *([clip_model] if clip_model is not None else [])):
+        m.to(device).eval().requires_grad_(False)
+    return bb
+
+
+def load_evaluator(path: str | Path | None = None, device: str | torch.device = "cpu"):
+    """The toon-64 attribute evaluator (the benchmark's judge)."""
+    from .evaluator import ToonEvaluator
+
+    path = Path(path) if path else TOON64_DIR / "evaluator"
+    if not (path / "config.json").exists():
+        raise BackboneNotFound(f"no evaluator in {path}; train it with `semedit train evaluator`")
+    return ToonEvaluator.from_pretrained(path, torch_dtype=torch.float32).to(device).eval()
+
+
+def write_family_index(root: Path = TOON64_DIR) -> None:
+    """model_index.json and scheduler/ of the embedded family (the StableDiffusionPipeline layout)."""
+    import json
+
+    import diffusers
+    from diffusers import DDIMScheduler
+
+    DDIMScheduler(**SCHEDULER_CONFIG).save_pretrained(root / "scheduler")
+    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
+             "feature_extractor": [None, None], "image_encoder": [None, None], "requires_safety_checker": False,
+             "safety_checker": [None, None], "scheduler": ["diffusers", "DDIMScheduler"],
+             "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+             "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}
+    (root / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")

@@ -1,0 +1,126 @@
+"""The attribute evaluator: a small CNN that predicts every world attribute and the head pose from
+a 64x64 image. It judges the benchmark and the toon-64 quality bars; no editing method uses it.
+
+It is a diffusers `ModelMixin`, so it saves and loads with `save_pretrained` / `from_pretrained`
+(safetensors + config.json) like the rest of the family.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+
+from ..world import CATEGORICAL, POSE_RANGES, ToonRecord, observable
+
+POSE_KEYS = ("head_x", "head_y", "head_scale", "head_tilt")
+
+
+def _block(cin, cout, stride):
+    return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.GroupNorm(8, cout), nn.SiLU(),
+                         nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.GroupNorm(8, cout), nn.SiLU())
+
+
+class ToonEvaluator(ModelMixin, ConfigMixin):
+    @register_to_config
+    def __init__(self, channels: tuple[int, ...] = (32, 64, 128, 256), attributes: dict | None = None,
+                 pose_keys: tuple[str, ...] = POSE_KEYS):
+        super().__init__()
+        attributes = attributes or {k: list(v) for k, v in CATEGORICAL.items()}
+        # a full-resolution stem (gaze and eye colour are a pixel or two), then stride-2 stages
+        layers = [nn.Sequential(nn.Conv2d(3, channels[0], 3, 1, 1), nn.SiLU())]
+        cin = channels[0]
+        for c in channels[1:]:
+            layers.append(_block(cin, c, 2))
+            cin = c
+        self.features = nn.Sequential(*layers)
+        self.heads = nn.ModuleDict({k: nn.Linear(cin, len(v)) for k, v in attributes.items()})
+        self.pose = nn.Linear(cin, len(pose_keys))
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """Pooled features of images in [-1, 1] (the space of the evaluator Fréchet distance)."""
+        return self.features(images).mean(dim=(2, 3))
+
+    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        h = self.embed(images)
+        out = {k: head(h) for k, head in self.heads.items()}
+        out["pose"] = self.pose(h)
+        return out
+
+    # --- targets and predictions in world terms -----------------------------------------------
+
+    def targets(self, records: list[ToonRecord]) -> dict[str, torch.Tensor]:
+        """Class indices (-1 where the image does not show the attribute) and normalised pose."""
+        attrs = self.config.attributes
+        out = {}
+        for k, values in attrs.items():
+            out[k] = torch.tensor([values.index(getattr(r, k)) if observable(r)[k] else -1 for r in records])
+        out["pose"] = torch.tensor([[_norm(k, getattr(r, k)) for k in self.config.pose_keys] for r in records],
+                                   dtype=torch.float32)
+        return out
+
+    def loss(self, out: dict, targets: dict) -> torch.Tensor:
+        total = sum(F.cross_entropy(out[k], targets[k].to(out[k].device), ignore_index=-1)
+                    for k in self.config.attributes)
+        return total + 4.0 * F.mse_loss(out["pose"], targets["pose"].to(out["pose"].device))
+
+    @torch.no_grad()
+    def predict(self, images: np.ndarray | torch.Tensor, batch: int = 256) -> list[dict]:
+        """Attribute values and head pose (canvas px, scale, degrees) for uint8 HxWx3 images
+        (N x 64 x 64 x 3) or float tensors in [-1, 1]."""
+        self.eval()
+        x = _as_tensor(images)
+        dev, dtype = self.device, self.dtype
+        preds = []
+        for i in range(0, len(x), batch):
+            out = self(x[i:i + batch].to(dev, dtype))
+            cols = {k: out[k].argmax(1).tolist() for k in self.config.attributes}
+            pose = out["pose"].float().cpu().numpy()
+            for j in range(len(pose)):
+                p = {k: self.config.attributes[k][cols[k][j]] for k in self.config.attributes}
+                p.update({k: _denorm(k, float(pose[j, n])) for n, k in enumerate(self.config.pose_keys)})
+                preds.append(p)
+        return preds
+
+    @torch.no_grad()
+    def features_of(self, images, batch: int = 256) -> np.ndarray:
+        self.eval()
+        x = _as_tensor(images)
+        return torch.cat([self.embed(x[i:i + batch].to(self.device, self.dtype)).float().cpu()
+                          for i in range(0, len(x), batch)]).numpy()
+
+
+def _norm(key, value):
+    lo, hi = POSE_RANGES[key]
+    return 2 * (value - lo) / (hi - lo) - 1
+
+
+def _denorm(key, value):
+    lo, hi = POSE_RANGES[key]
+    return lo + (value + 1) * (hi - lo) / 2
+
+
+def _as_tensor(images) -> torch.Tensor:
+    if isinstance(images, torch.Tensor):
+        return images.float()
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[None]
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def attribute_accuracy(preds: list[dict], records: list[ToonRecord]) -> dict[str, float]:
+    """Per categorical attribute: accuracy over the records that show it."""
+    out = {}
+    for k in CATEGORICAL:
+        hits = [p[k] == getattr(r, k) for p, r in zip(preds, records) if observable(r)[k]]
+        out[k] = float(np.mean(hits)) if hits else float("nan")
+    return out
+
+
+def pose_errors(preds: list[dict], records: list[ToonRecord]) -> dict[str, float]:
+    """Mean absolute error of each pose quantity."""
+    return {k: float(np.mean([abs(p[k] - getattr(r, k)) for p, r in zip(preds, records)])) for k in POSE_KEYS}

@@ -1,0 +1,161 @@
+"""The toon-64 tokenizer (CLIP BPE format, trained on world captions) and a small CLIP trained
+contrastively on world images and captions (text tower conditions the U-Net; the joint space
+serves DeltaEdit, MCDM image embeddings and the CLIP score)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from ..world import CAPTION_FIELDS, captions, describe, diptych_caption, record_seed, sample_record
+from ..world.attributes import observable
+from ..world.captions import value_prompts
+from .data import RenderCache
+from .toon64 import CLIP_TEXT_CONFIG, CLIP_VISION_CONFIG
+from .train_vae import to_tensor
+from .training import TrainConfig, TrainRun
+
+CLIP_TRAIN = TrainConfig(steps=3000, batch_size=128, lr=5e-4, warmup=200, weight_decay=0.1, checkpoint_every=500,
+                         seed=0)
+IMAGE_MEAN = [0.5, 0.5, 0.5]  # CLIPImageProcessor settings for toon-64: images in [-1, 1]
+IMAGE_STD = [0.5, 0.5, 0.5]
+ZERO_SHOT_ATTRIBUTES = ("expression", "hair_colour", "glasses", "costume", "background", "presentation",
+                        "hair_style", "eyes", "mouth", "beard")
+
+
+def caption_corpus(n_records: int = 4000, seed: int = 0) -> list[str]:
+    """Captions the tokenizer is trained on: full, partial (random field subsets) and template captions."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n_records):
+        rec = sample_record(record_seed(seed, i))
+        out.extend(captions(rec).values())
+        k = int(rng.integers(1, len(CAPTION_FIELDS)))
+        out.append(describe(rec, ["presentation"] + list(rng.choice(CAPTION_FIELDS[1:], k, replace=False))))
+        out.append(diptych_caption(rec.presentation))
+    return out
+
+
+def train_tokenizer(out_dir: str | Path, vocab_size: int = 1024, seed: int = 0):
+    """Train a byte-level BPE on world captions through CLIPTokenizer's own pipeline (lower-case,
+    CLIP's word splitting, `</w>` word ends, <|startoftext|> / <|endoftext|>) and save it."""
+    from transformers import CLIPTokenizer
+    from transformers.convert_slow_tokenizer import bytes_to_unicode
+
+    base = CLIPTokenizer(vocab={"<|startoftext|>": 0, "<|endoftext|>": 1}, merges=[], model_max_length=77)
+    # every printable ASCII character as a word of its own, so unseen words still encode
+    ascii_words = " ".join(chr(c) for c in range(33, 127))
+    tok = base.train_new_from_iterator(caption_corpus(seed=seed) + [ascii_words] * 2, vocab_size=vocab_size,
+                                       initial_alphabet=list(bytes_to_unicode().values()), min_frequency=2)
+    tok.save_pretrained(out_dir)
+    return tok
+
+
+def training_caption(rec, rng: np.random.Generator) -> str:
+    """Half full captions, half captions naming a random subset of fields (so short prompts and
+    zero-shot templates are in distribution)."""
+    if rng.random() < 0.5:
+        return describe(rec)
+    k = int(rng.integers(1, 5))
+    return describe(rec, ["presentation"] + list(rng.choice(CAPTION_FIELDS[1:], k, replace=False)))
+
+
+def build_clip(vocab_size: int):
+    from transformers import CLIPConfig, CLIPModel
+
+    cfg = CLIPConfig(text_config=dict(CLIP_TEXT_CONFIG, vocab_size=vocab_size, bos_token_id=0, eos_token_id=1,
+                                      pad_token_id=1),
+                     vision_config=CLIP_VISION_CONFIG, projection_dim=CLIP_TEXT_CONFIG["projection_dim"])
+    return CLIPModel(cfg)
+
+
+def tokenize(tokenizer, texts, device=None) -> dict:
+    t = tokenizer(list(texts), padding="longest", truncation=True, max_length=77, return_tensors="pt")
+    return {k: v.to(device) for k, v in t.items()} if device is not None else dict(t)
+
+
+@torch.no_grad()
+def zero_shot_accuracy(model, tokenizer, images: np.ndarray, records, attributes=None, batch: int = 250) -> dict:
+    """Per attribute: the share of images whose highest-scoring template caption names the true value."""
+    model.eval()
+    feats = []
+    for i in range(0, len(images), batch):
+        feats.append(F.normalize(model.get_image_features(pixel_values=to_tensor(images[i:i + batch])), dim=-1))
+    img = torch.cat(feats)
+    out = {}
+    for attr in attributes or ZERO_SHOT_ATTRIBUTES:
+        prompts = value_prompts(attr)
+        values = list(prompts)
+        # one text embedding per value: the normalised mean over its prompts
+        txt = torch.stack([F.normalize(F.normalize(model.get_text_features(**tokenize(tokenizer, ps)), dim=-1)
+                                       .mean(0), dim=0) for ps in prompts.values()])
+        keep = np.array([observable(r)[attr] for r in records])
+        pred = (img @ txt.T).argmax(1).numpy()
+        truth = np.array([values.index(getattr(r, attr)) for r in records])
+        out[attr] = float((pred == truth)[keep].mean())
+    return out
+
+
+def train_clip(cache_dir: str | Path, tokenizer_dir: str | Path, run_dir: str | Path, out_dir: str | Path,
+               cfg: TrainConfig = CLIP_TRAIN, resume: bool = True, eval_n: int = 1000) -> dict:
+    from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer
+
+    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir)
+    train, heldout = RenderCache(Path(cache_dir) / "train"), RenderCache(Path(cache_dir) / "heldout")
+    torch.manual_seed(cfg.seed)
+    model = build_clip(len(tokenizer))
+    run = TrainRun(run_dir, cfg, model, "clip", resume=resume)
+    images = train.arrays["image"]
+
+    def loss_fn(step, g):
+        idx = np.sort(torch.randint(len(train), (cfg.batch_size,), generator=g).numpy())
+        rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=g)))
+        texts = [training_caption(train.records[i], rng) for i in idx]
+        out = run.module(pixel_values=to_tensor(images[idx]).to(run.device),
+                         **tokenize(tokenizer, texts, run.device), return_loss=True)
+        return out.loss, {}
+
+    held_images = np.asarray(heldout.arrays["image"][:eval_n])
+    held_records = heldout.records[:eval_n]
+
+    def probe(step):
+        acc = zero_shot_accuracy(run.unwrapped(), tokenizer, held_images[:300], held_records[:300],
+                                 ["expression", "hair_colour", "glasses", "costume", "background"])
+        return {f"zeroshot_{k}": v for k, v in acc.items()}
+
+    run.run(loss_fn, on_checkpoint=probe)
+    model = run.final_module().float().eval()
+    report = {"params": sum(t.numel() for t in model.parameters()), "steps": run.step,
+              "zero_shot_heldout": zero_shot_accuracy(model, tokenizer, held_images, held_records),
+              "retrieval_top1_of_100": retrieval_top1(model, tokenizer, held_images, held_records)}
+    out_dir = Path(out_dir)
+    model.to(torch.float16).save_pretrained(out_dir / "clip", safe_serialization=True)
+    # the text tower alone conditions the U-Net, as text_encoder/ of a Stable Diffusion folder
+    text_encoder = CLIPTextModel(model.config.text_config)
+    text_encoder.text_model.load_state_dict(model.text_model.state_dict())
+    text_encoder.to(torch.float16).save_pretrained(out_dir / "text_encoder", safe_serialization=True)
+    tokenizer.save_pretrained(out_dir / "clip")
+    CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}, image_mean=IMAGE_MEAN,
+                       image_std=IMAGE_STD).save_pretrained(out_dir / "clip")
+    (Path(run_dir) / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+@torch.no_grad()
+def retrieval_top1(model, tokenizer, images, records, group: int = 100) -> float:
+    """Text-to-image retrieval: for each full caption, is its own image the best of `group` images?"""
+    from ..world import describe as full
+
+    hits, total = 0, 0
+    for s in range(0, len(images) - group + 1, group):
+        img = F.normalize(model.get_image_features(pixel_values=to_tensor(images[s:s + group])), dim=-1)
+        txt = F.normalize(model.get_text_features(**tokenize(tokenizer, [full(r) for r in records[s:s + group]])),
+                          dim=-1)
+        hits += int(((txt @ img.T).argmax(1) == torch.arange(group)).sum())
+        total += group
+    return hits / total
+

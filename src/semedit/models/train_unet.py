@@ -1,0 +1,107 @@
+"""Training the toon-64 text-conditional U-Net on VAE latents of world renders and diptychs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .data import PairCache, RenderCache
+from .toon64 import SCHEDULER_CONFIG, UNET_CONFIG
+from .train_clip import tokenize, training_caption
+from .train_vae import to_tensor
+from .training import TrainConfig, TrainRun
+
+UNET_TRAIN = TrainConfig(steps=12000, batch_size=32, lr=4e-4, warmup=500, ema_decay=0.999, checkpoint_every=500,
+                         seed=0)
+CAPTION_DROPOUT = 0.1  # empty caption, for classifier-free guidance
+DIPTYCH_EVERY = 4  # one diptych batch (64 x 128) in this many steps
+MIN_SNR_GAMMA = 5.0  # min-SNR loss weighting (Hang et al. 2023): faster convergence from scratch
+
+
+@torch.no_grad()
+def encode_latents(vae, images: np.ndarray, batch: int = 250) -> torch.Tensor:
+    """Scaled latents (posterior means) of uint8 images."""
+    vae.eval()
+    out = [vae.encode(to_tensor(images[i:i + batch])).latent_dist.mode() * vae.config.scaling_factor
+           for i in range(0, len(images), batch)]
+    return torch.cat(out)
+
+
+def latents_cache(vae, images: np.ndarray, path: Path) -> torch.Tensor:
+    from safetensors.torch import load_file, save_file
+
+    if path.exists():
+        z = load_file(path)["latents"]
+        if len(z) == len(images):
+            return z
+    z = encode_latents(vae, images)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file({"latents": z.contiguous()}, path)
+    return z
+
+
+@torch.no_grad()
+def encode_text(text_encoder, tokenizer, texts, device) -> torch.Tensor:
+    """Last hidden states padded to 77 tokens, as the Stable Diffusion pipelines compute them."""
+    ids = tokenizer(list(texts), padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids
+    return text_encoder(ids.to(device))[0]
+
+
+def min_snr_weights(scheduler, t: torch.Tensor) -> torch.Tensor:
+    snr = scheduler.alphas_cumprod[t] / (1 - scheduler.alphas_cumprod[t])
+    return torch.clamp(snr, max=MIN_SNR_GAMMA) / snr
+
+
+def train_unet(cache_dir: str | Path, family_dir: str | Path, run_dir: str | Path, out_dir: str | Path,
+               cfg: TrainConfig = UNET_TRAIN, config: dict | None = None, resume: bool = True) -> dict:
+    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    family_dir, run_dir = Path(family_dir), Path(run_dir)
+    tokenizer = CLIPTokenizer.from_pretrained(family_dir / "tokenizer")
+    text_encoder = CLIPTextModel.from_pretrained(family_dir / "text_encoder", torch_dtype=torch.float32).eval()
+    vae = AutoencoderKL.from_pretrained(family_dir / "vae", torch_dtype=torch.float32)
+    train, pairs = RenderCache(Path(cache_dir) / "train"), PairCache(Path(cache_dir) / "pairs")
+    z_single = latents_cache(vae, train.arrays["image"], run_dir / "latents_train.safetensors")
+    z_pair = latents_cache(vae, pairs.image, run_dir / "latents_pairs.safetensors")
+    scheduler = DDPMScheduler(**SCHEDULER_CONFIG)
+    torch.manual_seed(cfg.seed)
+    unet = UNet2DConditionModel(**(config or UNET_CONFIG))
+    run = TrainRun(run_dir, cfg, unet, "unet", resume=resume)
+    text_encoder.to(run.device)
+    alphas = scheduler.alphas_cumprod.to(run.device)
+
+    def loss_fn(step, g):
+        rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=g)))
+        if DIPTYCH_EVERY and step % DIPTYCH_EVERY == DIPTYCH_EVERY - 1:
+            idx = torch.randint(len(pairs), (cfg.batch_size,), generator=g)
+            x0 = z_pair[idx]
+            texts = [pairs.meta[i]["caption"] for i in idx.tolist()]
+        else:
+            idx = torch.randint(len(train), (cfg.batch_size,), generator=g)
+            x0 = z_single[idx]
+            texts = [training_caption(train.records[i], rng) for i in idx.tolist()]
+        texts = ["" if rng.random() < CAPTION_DROPOUT else t for t in texts]
+        x0 = x0.to(run.device)
+        noise = torch.randn(x0.shape, generator=g).to(run.device)
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=g).to(run.device)
+        a = alphas[t][:, None, None, None]
+        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        cond = encode_text(text_encoder, tokenizer, texts, run.device)
+        pred = run.module(xt, t, encoder_hidden_states=cond).sample
+        w = min_snr_weights(scheduler, t.cpu()).to(run.device)
+        loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
+        return loss, {}
+
+    run.run(loss_fn)
+    unet = run.final_module().float().eval()
+    out_dir = Path(out_dir)
+    unet.to(torch.float16).save_pretrained(out_dir, safe_serialization=True)
+    report = {"params": sum(p.numel() for p in unet.parameters()), "steps": run.step}
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+

@@ -1,0 +1,158 @@
+"""One training loop for every toon-64 component, on accelerate (one CPU, one GPU or several
+processes, no code change): AdamW with warm-up and cosine decay, gradient clipping, optional EMA
+weights, a JSONL loss log, a progress bar, and resumable checkpoints (safetensors weights +
+optimizer state) written atomically every `checkpoint_every` steps.
+
+Batches are drawn by the caller from a generator seeded by (seed, step, process), so a resumed
+run sees exactly the data an uninterrupted one would have seen.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 1000
+    batch_size: int = 32
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.1  # cosine decays to lr * min_lr_ratio
+    warmup: int = 100
+    weight_decay: float = 0.0
+    grad_clip: float = 1.0
+    ema_decay: float | None = None  # e.g. 0.999 keeps EMA weights of the trained module
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 50
+
+
+def _state(module: torch.nn.Module) -> dict:
+    return {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
+
+
+class TrainRun:
+    """Trains `module` (whatever `loss_fn` uses) in `run_dir`; resumes from its checkpoint."""
+
+    def __init__(self, run_dir: str | Path, cfg: TrainConfig, module: torch.nn.Module, name: str,
+                 params=None, resume: bool = True):
+        from accelerate import Accelerator
+
+        self.run_dir, self.cfg, self.name = Path(run_dir), cfg, name
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.accelerator = Accelerator()
+        torch.manual_seed(cfg.seed)
+        params = [p for p in (params if params is not None else module.parameters()) if p.requires_grad]
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.module, self.opt = self.accelerator.prepare(module, opt)
+        self.ema = copy.deepcopy(module).requires_grad_(False) if cfg.ema_decay else None
+        self.step = 0
+        ckpt = self.run_dir / "checkpoint"
+        if resume and (ckpt / "state.json").exists():
+            self._load(ckpt)
+        elif (self.run_dir / "log.jsonl").exists():
+            (self.run_dir / "log.jsonl").unlink()
+        (self.run_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
+
+    @property
+    def device(self):
+        return self.accelerator.device
+
+    def generator(self, step: int) -> torch.Generator:
+        """The data generator of a step (independent of resumption)."""
+        g = torch.Generator()
+        g.manual_seed(hash((self.cfg.seed, step, self.accelerator.process_index)) % (2**62))
+        return g
+
+    def lr_at(self, step: int) -> float:
+        c = self.cfg
+        if step < c.warmup:
+            return c.lr * (step + 1) / c.warmup
+        t = (step - c.warmup) / max(1, c.steps - c.warmup)
+        return c.lr * (c.min_lr_ratio + (1 - c.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
+
+    def unwrapped(self) -> torch.nn.Module:
+        return self.accelerator.unwrap_model(self.module)
+
+    def final_module(self) -> torch.nn.Module:
+        """The EMA weights if kept, else the trained weights."""
+        return self.ema if self.ema is not None else self.unwrapped()
+
+    def run(self, loss_fn: Callable[[int, torch.Generator], tuple[torch.Tensor, dict]],
+            on_checkpoint: Callable[[int], dict] | None = None) -> None:
+        """Train until cfg.steps. `loss_fn(step, generator)` returns (loss, extra log values)."""
+        from tqdm import tqdm
+
+        c, acc = self.cfg, self.accelerator
+        bar = tqdm(total=c.steps, initial=self.step, desc=f"train {self.name}", disable=not acc.is_main_process)
+        t0, running = time.perf_counter(), []
+        while self.step < c.steps:
+            for group in self.opt.param_groups:
+                group["lr"] = self.lr_at(self.step)
+            self.module.train()
+            loss, extra = loss_fn(self.step, self.generator(self.step))
+            self.opt.zero_grad(set_to_none=True)
+            acc.backward(loss)
+            if c.grad_clip:
+                acc.clip_grad_norm_(self.module.parameters(), c.grad_clip)
+            self.opt.step()
+            if self.ema is not None:
+                with torch.no_grad():
+                    d = min(c.ema_decay, (1 + self.step) / (10 + self.step))
+                    for pe, p in zip(self.ema.parameters(), self.unwrapped().parameters()):
+                        pe.lerp_(p.detach(), 1 - d)
+                    for be, b in zip(self.ema.buffers(), self.unwrapped().buffers()):
+                        be.copy_(b)
+            self.step += 1
+            running.append(float(loss.detach()))
+            bar.update()
+            if self.step % c.log_every == 0 or self.step == c.steps:
+                rec = {"step": self.step, "loss": sum(running) / len(running), "lr": self.lr_at(self.step - 1),
+                       "seconds": round(time.perf_counter() - t0, 1),
+                       **{k: float(v) for k, v in extra.items()}}
+                running = []
+                bar.set_postfix(loss=f"{rec['loss']:.4f}")
+                if acc.is_main_process:
+                    with open(self.run_dir / "log.jsonl", "a") as f:
+                        f.write(json.dumps(rec) + "\n")
+            if self.step % c.checkpoint_every == 0 or self.step == c.steps:
+                self._save()
+                if on_checkpoint is not None and acc.is_main_process:
+                    with open(self.run_dir / "log.jsonl", "a") as f:
+                        f.write(json.dumps({"step": self.step, **on_checkpoint(self.step)}) + "\n")
+        bar.close()
+
+    def _save(self) -> None:
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if not acc.is_main_process:
+            return
+        tmp, final = self.run_dir / "checkpoint.tmp", self.run_dir / "checkpoint"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+        save_file(_state(self.unwrapped()), tmp / "model.safetensors")
+        if self.ema is not None:
+            save_file(_state(self.ema), tmp / "ema.safetensors")
+        torch.save(self.opt.state_dict(), tmp / "optimizer.pt")
+        (tmp / "state.json").write_text(json.dumps({"step": self.step, "name": self.name}))
+        shutil.rmtree(final, ignore_errors=True)
+        tmp.rename(final)
+
+    def _load(self, ckpt: Path) -> None:
+        self.unwrapped().load_state_dict(load_file(ckpt / "model.safetensors"))
+        if self.ema is not None:
+            ema_path = ckpt / "ema.safetensors"
+            self.ema.load_state_dict(load_file(ema_path) if ema_path.exists() else _state(self.unwrapped()))
+        self.opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
+        self.step = json.loads((ckpt / "state.json").read_text())["step"]
+        self.accelerator.print(f"resumed {self.name} from {ckpt} at step {self.step}")

@@ -1,0 +1,141 @@
+import json
+import time
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from semedit.models.backbone import BackboneNotFound, load_backbone
+from semedit.models.data import RenderCache
+from semedit.models.training import TrainConfig
+
+TINY_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, sample_size=64,
+                down_block_types=("DownEncoderBlock2D",) * 3, up_block_types=("UpDecoderBlock2D",) * 3,
+                block_out_channels=(8, 8, 8), layers_per_block=1, norm_num_groups=4)
+
+
+@pytest.fixture(scope="module")
+def tiny_cache(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cache")
+    RenderCache.build(root / "train", 8, seed=1, workers=1)
+    RenderCache.build(root / "heldout", 4, seed=2, workers=1)
+    return root
+
+
+def _tiny_sd_folder(path):
+    from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from semedit.models.toon64 import TOON64_DIR
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(sample_size=8, in_channels=4, out_channels=4, layers_per_block=1,
+                                block_out_channels=(32, 32), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32,
+                                attention_head_dim=4, norm_num_groups=8)
+    vae = AutoencoderKL(in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 8),
+                        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+                        layers_per_block=1, norm_num_groups=4, sample_size=16)
+    tokenizer = CLIPTokenizer.from_pretrained(TOON64_DIR / "tokenizer")
+    text_encoder = CLIPTextModel(CLIPTextConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64,
+                                                num_hidden_layers=2, num_attention_heads=2, max_position_embeddings=77,
+                                                bos_token_id=0, eos_token_id=1, pad_token_id=1))
+    scheduler = DDIMScheduler(beta_schedule="scaled_linear", beta_start=0.00085, beta_end=0.012, clip_sample=False,
+                              set_alpha_to_one=False, steps_offset=1)
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
+                                   scheduler=scheduler, safety_checker=None, feature_extractor=None,
+                                   requires_safety_checker=False)
+    pipe.save_pretrained(path)
+    return pipe
+
+
+def test_diffusers_folder_round_trips_through_load_backbone(tmp_path):
+    pipe = _tiny_sd_folder(tmp_path / "sd")
+    bb = load_backbone(str(tmp_path / "sd"))
+    assert bb.image_size == 16 and bb.tokenizer.model_max_length == 77
+    x, t = torch.randn(1, 4, 8, 8), torch.tensor([10])
+    ids = bb.tokenizer(["a cartoon woman, laughing"], padding="max_length", max_length=77, return_tensors="pt").input_ids
+    with torch.no_grad():
+        c_ref, c = pipe.text_encoder(ids)[0], bb.text_encoder(ids)[0]
+        assert torch.equal(c_ref, c)
+        assert torch.equal(pipe.unet(x, t, c_ref).sample, bb.unet(x, t, c).sample)
+        img = torch.rand(1, 3, 16, 16) * 2 - 1
+        assert torch.equal(pipe.vae.encode(img).latent_dist.mean, bb.vae.encode(img).latent_dist.mean)
+    assert bb.scheduler_config["clip_sample"] is False and bb.scheduler_config["set_alpha_to_one"] is False
+    # and the loaded components drive a diffusers pipeline deterministically
+    out = [bb.pipeline()("a cartoon man", num_inference_steps=2, height=16, width=16, output_type="np",
+                         generator=torch.Generator().manual_seed(3)).images for _ in range(2)]
+    assert np.array_equal(out[0], out[1])
+
+
+def test_missing_models_are_clear_errors(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    t0 = time.perf_counter()
+    with pytest.raises(BackboneNotFound, match="not in the local Hugging Face cache.*hf download"):
+        load_backbone("someone/not-a-cached-model")
+    assert time.perf_counter() - t0 < 10
+    (tmp_path / "half").mkdir()
+    (tmp_path / "half" / "unet").mkdir()
+    with pytest.raises(BackboneNotFound, match="missing vae/, text_encoder/, tokenizer/, scheduler/"):
+        load_backbone(str(tmp_path / "half"))
+    with pytest.raises(BackboneNotFound, match="neither a local folder nor a hub id"):
+        load_backbone("no such thing")
+
+
+def test_training_resumes_exactly(tiny_cache, tmp_path):
+    """Two steps, stop, two more steps == four steps in one go (weights equal)."""
+    from semedit.models.train_vae import train_vae
+
+    cfg = TrainConfig(steps=2, batch_size=2, lr=1e-3, warmup=1, checkpoint_every=1, log_every=1, seed=0)
+    train_vae(tiny_cache, tmp_path / "a", tmp_path / "a_out", cfg, config=TINY_VAE, eval_n=4)
+    assert json.loads((tmp_path / "a" / "checkpoint" / "state.json").read_text())["step"] == 2
+    cfg4 = TrainConfig(**{**cfg.__dict__, "steps": 4})
+    report = train_vae(tiny_cache, tmp_path / "a", tmp_path / "a_out", cfg4, config=TINY_VAE, eval_n=4)
+    assert report["steps"] == 4
+    train_vae(tiny_cache, tmp_path / "b", tmp_path / "b_out", cfg4, config=TINY_VAE, eval_n=4)
+    a = load_file(tmp_path / "a" / "checkpoint" / "model.safetensors")
+    b = load_file(tmp_path / "b" / "checkpoint" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    log = [json.loads(line) for line in (tmp_path / "a" / "log.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in log if "loss" in r] == [1, 2, 3, 4]  # the resumed run appends
+    assert [r["step"] for r in log if "heldout_psnr_200" in r] == [1, 2, 3, 4]
+    # the saved VAE is fp16 safetensors in the diffusers layout, with its measured latent scale
+    cfg_saved = json.loads((tmp_path / "a_out" / "config.json").read_text())
+    assert cfg_saved["scaling_factor"] == pytest.approx(report["scaling_factor"], rel=1e-3)
+    assert load_file(tmp_path / "a_out" / "diffusion_pytorch_model.safetensors")["encoder.conv_in.weight"].dtype \
+        == torch.float16
+
+
+def test_latent_centering_keeps_reconstructions(tiny_cache):
+    from diffusers import AutoencoderKL
+
+    from semedit.models.train_vae import center_latents, to_tensor
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL(**TINY_VAE).eval()
+    images = np.asarray(RenderCache(tiny_cache / "train").arrays["image"])
+    with torch.no_grad():
+        before = vae.decode(vae.encode(to_tensor(images)).latent_dist.mode()).sample
+        stats = center_latents(vae, images)
+        z = vae.encode(to_tensor(images)).latent_dist.mode()
+        after = vae.decode(z).sample
+    assert torch.allclose(before, after, atol=1e-4)
+    assert z.mean(dim=(0, 2, 3)).abs().max() < 1e-4
+    assert (z * stats["scaling_factor"]).std().item() == pytest.approx(1.0, rel=1e-3)
+
+
+def test_tokenizer_is_clip_format(tmp_path):
+    from transformers import CLIPTokenizer
+
+    from semedit.models.train_clip import train_tokenizer
+
+    train_tokenizer(tmp_path / "tok", vocab_size=600)
+    tok = CLIPTokenizer.from_pretrained(tmp_path / "tok")
+    assert tok.model_max_length == 77
+    ids = tok("a cartoon woman, santa claus costume").input_ids
+    assert ids[0] == tok.bos_token_id and ids[-1] == tok.eos_token_id
+    assert tok.convert_ids_to_tokens(ids[1:-1]) == ["a</w>", "cartoon</w>", "woman</w>", ",</w>", "santa</w>",
+                                                    "claus</w>", "costume</w>"]
+    assert tok.unk_token_id not in tok("a photo of a zebra").input_ids[1:-1]  # unseen words still encode
