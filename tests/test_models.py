@@ -15,11 +15,20 @@ TINY_VAE = dict(in_channels=3, out_channels=3, latent_channels=4, sample_size=64
                 block_out_channels=(8, 8, 8), layers_per_block=1, norm_num_groups=4)
 
 
+TINY_UNET = dict(sample_size=16, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(32, 32),
+                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=32, attention_head_dim=4,
+                 norm_num_groups=8)
+
+
 @pytest.fixture(scope="module")
 def tiny_cache(tmp_path_factory):
+    from semedit.models.data import PairCache
+
     root = tmp_path_factory.mktemp("cache")
     RenderCache.build(root / "train", 8, seed=1, workers=1)
     RenderCache.build(root / "heldout", 4, seed=2, workers=1)
+    PairCache.build(root / "pairs", 4, seed=3, workers=1)
     return root
 
 
@@ -139,3 +148,29 @@ def test_tokenizer_is_clip_format(tmp_path):
     assert tok.convert_ids_to_tokens(ids[1:-1]) == ["a</w>", "cartoon</w>", "woman</w>", ",</w>", "santa</w>",
                                                     "claus</w>", "costume</w>"]
     assert tok.unk_token_id not in tok("a photo of a zebra").input_ids[1:-1]  # unseen words still encode
+
+
+def test_unet_and_controlnet_training_run_on_a_tiny_family(tiny_cache, tmp_path):
+    from diffusers import AutoencoderKL, ControlNetModel
+
+    from semedit.models.train_controlnet import train_controlnet
+    from semedit.models.train_unet import train_unet
+
+    pipe = _tiny_sd_folder(tmp_path / "sd")
+    family = tmp_path / "family"
+    pipe.tokenizer.save_pretrained(family / "tokenizer")
+    pipe.text_encoder.save_pretrained(family / "text_encoder")
+    torch.manual_seed(0)
+    AutoencoderKL(**TINY_VAE).save_pretrained(family / "vae")
+    cfg = TrainConfig(steps=4, batch_size=2, lr=1e-3, warmup=1, checkpoint_every=2, log_every=1, seed=0,
+                      ema_decay=0.9)
+    report = train_unet(tiny_cache, family, tmp_path / "runs" / "unet", family / "unet", cfg, config=TINY_UNET)
+    assert report["steps"] == 4 and (family / "unet" / "diffusion_pytorch_model.safetensors").exists()
+    assert (tmp_path / "runs" / "unet" / "checkpoint" / "ema.safetensors").exists()
+    cfg = TrainConfig(steps=2, batch_size=2, lr=1e-3, warmup=1, checkpoint_every=2, log_every=1, seed=0)
+    report = train_controlnet("pose", tiny_cache, family, tmp_path / "runs" / "cn", family / "cn", cfg)
+    assert report["residual_mean_abs"] > 0  # two steps already move the zero-initialised outputs
+    cn = ControlNetModel.from_pretrained(family / "cn")
+    assert cn.config.conditioning_embedding_out_channels == [16, 32, 64]
+    with pytest.raises(ValueError, match="kind must be one of"):
+        train_controlnet("depth", tiny_cache, family, tmp_path / "x", tmp_path / "y", cfg)

@@ -49,7 +49,7 @@ def train_controlnet(kind: str, cache_dir: str | Path, family_dir: str | Path, r
     train = RenderCache(Path(cache_dir) / "train")
     z = latents_cache(vae, train.arrays["image"], run_dir.parent / "unet" / "latents_train.safetensors")
     maps = train.arrays[kind]
-    scheduler = DDPMScheduler(**SCHEDULER_CONFIG)
+    scheduler = DDPMScheduler.from_config(SCHEDULER_CONFIG)
     torch.manual_seed(cfg.seed)
     controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=CONTROLNET_CONDITIONING_CHANNELS)
     run = TrainRun(run_dir, cfg, controlnet, f"controlnet-{kind}", resume=resume)
@@ -74,10 +74,9 @@ def train_controlnet(kind: str, cache_dir: str | Path, family_dir: str | Path, r
         w = min_snr_weights(scheduler, t.cpu()).to(run.device)
         return (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * w).mean(), {}
 
-    probe_idx = np.arange(16)
-    probe = (z[:16].to(run.device), torch.full((16,), 500, device=run.device),
-             encode_text(text_encoder, tokenizer, [""] * 16, run.device),
-             control_tensor(maps[probe_idx]).to(run.device))
+    k = min(16, len(train))  # a fixed probe batch: how far the residuals moved off zero
+    probe = (z[:k].to(run.device), torch.full((k,), 500, device=run.device),
+             encode_text(text_encoder, tokenizer, [""] * k, run.device), control_tensor(maps[:k]).to(run.device))
 
     run.run(loss_fn, on_checkpoint=lambda step: {"residual_mean_abs": residual_norm(run.unwrapped(), *probe)})
     controlnet = run.final_module().float().eval()

@@ -68,7 +68,7 @@ def train_unet(cache_dir: str | Path, family_dir: str | Path, run_dir: str | Pat
     train, pairs = RenderCache(Path(cache_dir) / "train"), PairCache(Path(cache_dir) / "pairs")
     z_single = latents_cache(vae, train.arrays["image"], run_dir / "latents_train.safetensors")
     z_pair = latents_cache(vae, pairs.image, run_dir / "latents_pairs.safetensors")
-    scheduler = DDPMScheduler(**SCHEDULER_CONFIG)
+    scheduler = DDPMScheduler.from_config(SCHEDULER_CONFIG)
     torch.manual_seed(cfg.seed)
     unet = UNet2DConditionModel(**(config or UNET_CONFIG))
     run = TrainRun(run_dir, cfg, unet, "unet", resume=resume)

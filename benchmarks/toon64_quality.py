@@ -1,0 +1,189 @@
+"""Measures the toon-64 family against the quality bars of its model card and writes sample grids.
+
+    .venv/bin/python benchmarks/toon64_quality.py [--parts vae,clip,evaluator,unet,controlnet] [--n-prompts 500]
+
+Prints Markdown tables, writes docs/models/toon64_quality.json and PNG grids in docs/models/images/.
+Held-out data: the `heldout` render cache (seed 2), made by `semedit train data`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from semedit.eval.metrics import edge_f_score, frechet_distance
+from semedit.models.backbone import load_backbone, load_evaluator
+from semedit.models.data import RenderCache
+from semedit.models.evaluator import attribute_accuracy, pose_errors
+from semedit.models.toon64 import TOON64_DIR
+from semedit.models.train_clip import retrieval_top1, zero_shot_accuracy
+from semedit.models.train_vae import psnr, reconstruct
+from semedit.world import ToonRecord, captions, observable, sample_prompt, scribble_map
+
+ROOT = Path(__file__).resolve().parent.parent
+DOCS = ROOT / "docs" / "models"
+
+
+def grid(images: list[np.ndarray], cols: int, zoom: int = 2) -> Image.Image:
+    h, w = images[0].shape[:2]
+    rows = (len(images) + cols - 1) // cols
+    out = np.full((rows * (h + 2) + 2, cols * (w + 2) + 2, 3), 255, np.uint8)
+    for i, im in enumerate(images):
+        r, c = divmod(i, cols)
+        out[2 + r * (h + 2):2 + r * (h + 2) + h, 2 + c * (w + 2):2 + c * (w + 2) + w] = \
+            im if im.ndim == 3 else np.repeat(im[..., None], 3, -1)
+    pil = Image.fromarray(out)
+    return pil.resize((pil.width * zoom, pil.height * zoom), Image.NEAREST)
+
+
+def table(rows: list[tuple], header: tuple) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def generate(pipe, prompts, seeds, steps, cfg, batch=50, **kw) -> np.ndarray:
+    out = []
+    for i in range(0, len(prompts), batch):
+        gens = [torch.Generator().manual_seed(s) for s in seeds[i:i + batch]]
+        extra = {k: v[i:i + batch] for k, v in kw.items()}
+        imgs = pipe(list(prompts[i:i + batch]), num_inference_steps=steps, guidance_scale=cfg, generator=gens,
+                    output_type="np", **extra).images
+        out.append((imgs * 255).round().astype(np.uint8))
+        print(f"  generated {min(i + batch, len(prompts))}/{len(prompts)}", flush=True)
+    return np.concatenate(out)
+
+
+def seen_record(pred: dict) -> ToonRecord:
+    """A record from the evaluator's predictions (to know what the image can show)."""
+    fields = {k: v for k, v in pred.items() if k in ToonRecord.__dataclass_fields__}
+    if fields.get("presentation") == "woman":
+        fields["beard"] = "none"
+    for k, (lo, hi) in {"head_x": (-5, 5), "head_y": (-3, 3), "head_scale": (0.9, 1.1),
+                        "head_tilt": (-12, 12)}.items():
+        fields[k] = float(np.clip(fields[k], lo, hi))
+    return ToonRecord(**fields)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--parts", default="vae,clip,evaluator,unet,controlnet")
+    ap.add_argument("--cache", default=str(ROOT / "runs" / "cache"))
+    ap.add_argument("--n-prompts", type=int, default=500)
+    ap.add_argument("--n-control", type=int, default=200)
+    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--cfg", type=float, default=7.5)
+    args = ap.parse_args()
+    parts = args.parts.split(",")
+    DOCS.mkdir(parents=True, exist_ok=True)
+    (DOCS / "images").mkdir(exist_ok=True)
+    out_path = DOCS / "toon64_quality.json"
+    results = json.loads(out_path.read_text()) if out_path.exists() else {}
+    held = RenderCache(Path(args.cache) / "heldout")
+    images, records = np.asarray(held.arrays["image"][:1000]), held.records[:1000]
+    torch.manual_seed(0)
+    bb = load_backbone("toon-64")
+
+    if "vae" in parts:
+        rec = reconstruct(bb.vae, images)
+        p = psnr(rec, images)
+        results["vae"] = {"heldout_n": len(images), "psnr_mean": round(float(p.mean()), 2),
+                          "psnr_p5": round(float(np.percentile(p, 5)), 2), "scaling_factor": bb.vae.config.scaling_factor}
+        grid([x for pair in zip(images[:12], rec[:12]) for x in pair], 8).save(DOCS / "images" / "vae_reconstructions.png")
+        print("\n### VAE\n" + table([(len(images), results["vae"]["psnr_mean"], results["vae"]["psnr_p5"])],
+                                    ("held-out images", "PSNR mean (dB)", "PSNR 5th percentile")))
+
+    if "clip" in parts:
+        zs = zero_shot_accuracy(bb.clip, bb.tokenizer, images, records)
+        r1 = retrieval_top1(bb.clip, bb.tokenizer, images, records)
+        results["clip"] = {"zero_shot": {k: round(v, 4) for k, v in zs.items()}, "retrieval_top1_of_100": r1}
+        print("\n### CLIP zero-shot (held-out, 1000)\n" + table([(k, f"{v:.1%}") for k, v in zs.items()],
+                                                                ("attribute", "accuracy")))
+        print(f"text-to-image retrieval top-1 among 100: {r1:.1%}")
+
+    evaluator = load_evaluator()
+    if "evaluator" in parts:
+        rec = reconstruct(bb.vae, images)
+        res = {}
+        for name, imgs in (("renders", images), ("vae_reconstructions", rec)):
+            preds = evaluator.predict(imgs)
+            res[name] = {"accuracy": attribute_accuracy(preds, records), "pose_mae": pose_errors(preds, records)}
+        results["evaluator"] = res
+        rows = [(k, f"{res['renders']['accuracy'][k]:.1%}", f"{res['vae_reconstructions']['accuracy'][k]:.1%}")
+                for k in res["renders"]["accuracy"]]
+        rows += [(f"{k} MAE", f"{res['renders']['pose_mae'][k]:.2f}", f"{res['vae_reconstructions']['pose_mae'][k]:.2f}")
+                 for k in res["renders"]["pose_mae"]]
+        print("\n### Evaluator (held-out, 1000)\n" + table(rows, ("attribute", "renders", "VAE reconstructions")))
+
+    if "unet" in parts:
+        pipe = bb.pipeline()
+        pipe.set_progress_bar_config(disable=True)
+        prompts, named = zip(*[sample_prompt(10_000 + i) for i in range(args.n_prompts)])
+        t0 = time.perf_counter()
+        gen = generate(pipe, prompts, list(range(args.n_prompts)), args.steps, args.cfg)
+        seconds = (time.perf_counter() - t0) / len(prompts)
+        preds = evaluator.predict(gen)
+        hits: dict[str, list[bool]] = {}
+        for p, want in zip(preds, named):
+            shows = observable(seen_record(p))
+            for attr, value in want.items():
+                if shows.get(attr, True):
+                    hits.setdefault(attr, []).append(p[attr] == value)
+        acc = {k: (float(np.mean(v)), len(v)) for k, v in sorted(hits.items())}
+        f_gen = frechet_distance(evaluator.features_of(gen), evaluator.features_of(images))
+        f_vae = frechet_distance(evaluator.features_of(reconstruct(bb.vae, images)), evaluator.features_of(images))
+        results["unet"] = {"prompts": len(prompts), "steps": args.steps, "cfg": args.cfg,
+                           "named_attribute_accuracy": {k: {"accuracy": round(a, 4), "n": n} for k, (a, n) in acc.items()},
+                           "frechet_evaluator_features": round(f_gen, 3),
+                           "frechet_vae_reconstructions_floor": round(f_vae, 3),
+                           "seconds_per_image_batched": round(seconds, 3)}
+        grid(list(gen[:32]), 8).save(DOCS / "images" / "unet_samples.png")
+        (DOCS / "images" / "unet_samples_prompts.txt").write_text("\n".join(prompts[:32]) + "\n")
+        print("\n### U-Net: evaluator finds the prompted value\n" + table(
+            [(k, f"{a:.1%}", n) for k, (a, n) in acc.items()], ("attribute", "accuracy", "prompts naming it")))
+        print(f"Fréchet distance (evaluator features) to held-out renders: generated {f_gen:.2f}, "
+              f"VAE reconstructions (floor) {f_vae:.2f}")
+
+    if "controlnet" in parts:
+        n = args.n_control
+        recs = held.records[:n]
+        prompts = [captions(r)["short"] for r in recs]
+        res = {}
+        for kind in ("pose", "scribble"):
+            if kind not in bb.controlnets:
+                continue
+            pipe = bb.pipeline(kind)
+            pipe.set_progress_bar_config(disable=True)
+            maps = np.asarray(held.arrays[kind][:n])
+            cond = [Image.fromarray(m if m.ndim == 3 else np.repeat(m[..., None], 3, -1)) for m in maps]
+            gen = generate(pipe, prompts, list(range(n)), args.steps, args.cfg, image=cond)
+            if kind == "pose":
+                preds = evaluator.predict(gen)
+                dist = np.array([np.hypot(p["head_x"] - r.head_x, p["head_y"] - r.head_y) for p, r in zip(preds, recs)])
+                scale = np.array([abs(p["head_scale"] / r.head_scale - 1) for p, r in zip(preds, recs)])
+                ok = (dist <= 2) & (scale <= 0.1)
+                res["pose"] = {"n": n, "within_2px_and_10pct": round(float(ok.mean()), 4),
+                               "position_error_mean_px": round(float(dist.mean()), 3),
+                               "scale_error_mean": round(float(scale.mean()), 4)}
+            else:
+                f = [edge_f_score(scribble_map(g), m) for g, m in zip(gen, maps)]
+                f_rec = [edge_f_score(scribble_map(r), m) for r, m in zip(reconstruct(bb.vae, images[:n]), maps)]
+                res["scribble"] = {"n": n, "edge_f_score_mean": round(float(np.mean(f)), 4),
+                                   "vae_reconstruction_f_score": round(float(np.mean(f_rec)), 4)}
+            grid([x for i in range(8) for x in (np.asarray(cond[i]), gen[i])], 8).save(
+                DOCS / "images" / f"controlnet_{kind}_samples.png")
+        results["controlnet"] = res
+        print("\n### ControlNets\n" + json.dumps(res, indent=2))
+
+    out_path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nwrote {out_path}")
+
+
+if __name__ == "__main__":
+    main()
