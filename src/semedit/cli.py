@@ -324,6 +324,19 @@ def vae(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
     _report("vae", report, out)
 
 
+@train.command(name="vae-decoder")
+@_train_options("vae-decoder", 4000, 24, 5e-4)
+def vae_decoder(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
+    """Fine-tune the VAE decoder with the encoder fixed (the U-Net's latent space does not move)."""
+    from .models.toon64 import TOON64_DIR
+    from .models.train_vae import DECODER_TRAIN, train_vae_decoder
+
+    out = out or TOON64_DIR / "vae"
+    report = train_vae_decoder(cache, TOON64_DIR / "vae", run_dir, out,
+                               _train_config(DECODER_TRAIN, steps, batch_size, lr, seed), resume=not fresh)
+    _report("vae-decoder", report, out)
+
+
 @train.command()
 @_train_options("clip", 3000, 128, 5e-4)
 @click.option("--tokenizer", "tokenizer_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -341,7 +354,9 @@ def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir)
 
 @train.command()
 @_train_options("unet", 12000, 32, 4e-4)
-def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
+@click.option("--init-from", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="Start from these U-Net weights (e.g. the embedded ones) instead of from scratch.")
+def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, init_from):
     """Train the text-conditional U-Net (caption dropout, diptychs, EMA) on VAE latents."""
     from .models.backbone import write_family_index
     from .models.toon64 import TOON64_DIR
@@ -349,7 +364,7 @@ def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
 
     out = out or TOON64_DIR / "unet"
     report = train_unet(cache, TOON64_DIR, run_dir, out, _train_config(UNET_TRAIN, steps, batch_size, lr, seed),
-                        resume=not fresh)
+                        resume=not fresh, init_from=init_from)
     write_family_index()
     _report("unet", report, out)
 
@@ -388,6 +403,7 @@ def evaluator(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
 def train_all(ctx):
     """Train the whole family from scratch with the default settings, in order, and time each part."""
     steps = [("data", data, {}), ("tokenizer", tokenizer, {}), ("vae", vae, {}), ("clip", clip, {}),
+             ("vae-decoder", vae_decoder, {}),
              ("evaluator", evaluator, {}), ("unet", unet, {}), ("controlnet-pose", controlnet, {"kind": "pose"}),
              ("controlnet-scribble", controlnet, {"kind": "scribble"})]
     times = {}

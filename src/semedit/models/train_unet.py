@@ -57,7 +57,9 @@ def min_snr_weights(scheduler, t: torch.Tensor) -> torch.Tensor:
 
 
 def train_unet(cache_dir: str | Path, family_dir: str | Path, run_dir: str | Path, out_dir: str | Path,
-               cfg: TrainConfig = UNET_TRAIN, config: dict | None = None, resume: bool = True) -> dict:
+               cfg: TrainConfig = UNET_TRAIN, config: dict | None = None, resume: bool = True,
+               init_from: str | Path | None = None) -> dict:
+    """Train the U-Net from scratch, or go on from the weights in `init_from` (a fresh optimizer)."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -70,7 +72,10 @@ def train_unet(cache_dir: str | Path, family_dir: str | Path, run_dir: str | Pat
     z_pair = latents_cache(vae, pairs.image, run_dir / "latents_pairs.safetensors")
     scheduler = DDPMScheduler.from_config(SCHEDULER_CONFIG)
     torch.manual_seed(cfg.seed)
-    unet = UNet2DConditionModel(**(config or UNET_CONFIG))
+    if init_from is not None:
+        unet = UNet2DConditionModel.from_pretrained(init_from, torch_dtype=torch.float32)
+    else:
+        unet = UNet2DConditionModel(**(config or UNET_CONFIG))
     run = TrainRun(run_dir, cfg, unet, "unet", resume=resume)
     text_encoder.to(run.device)
     alphas = scheduler.alphas_cumprod.to(run.device)

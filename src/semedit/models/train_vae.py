@@ -14,6 +14,9 @@ from .toon64 import VAE_CONFIG
 from .training import TrainConfig, TrainRun
 
 VAE_TRAIN = TrainConfig(steps=2500, batch_size=24, lr=1e-3, warmup=100, checkpoint_every=250, seed=0)
+# Second stage: the decoder alone, with the encoder (and so the latent space the U-Net learns) fixed,
+# as Stable Diffusion's ft-MSE VAE decoder was fine-tuned.
+DECODER_TRAIN = TrainConfig(steps=4000, batch_size=24, lr=5e-4, warmup=50, checkpoint_every=250, seed=1)
 KL_WEIGHT = 1e-6  # latents stay nearly deterministic, as in SD's VAE (kl weight 1e-6)
 
 
@@ -62,6 +65,25 @@ def center_latents(vae, images: np.ndarray) -> dict:
             "scaling_factor": round(1.0 / std, 4)}
 
 
+def _loss(vae, images, cfg, device, g):
+    idx = np.sort(torch.randint(len(images), (cfg.batch_size,), generator=g).numpy())
+    x = to_tensor(images[idx]).to(device)
+    post = vae.encode(x).latent_dist
+    y = vae.decode(post.sample(generator=g if x.device.type == "cpu" else None)).sample
+    mse, l1 = F.mse_loss(y, x), F.l1_loss(y, x)
+    return mse + 0.5 * l1 + KL_WEIGHT * post.kl().mean(), {"mse": mse.detach()}
+
+
+def _finish(vae, run, run_dir, out_dir, held, extra) -> dict:
+    p = psnr(reconstruct(vae, held), held)
+    report = {"params": sum(t.numel() for t in vae.parameters()), "steps": run.step,
+              "heldout_psnr_mean": round(float(p.mean()), 2), "heldout_psnr_min": round(float(p.min()), 2),
+              "heldout_n": int(len(held)), "scaling_factor": round(vae.config.scaling_factor, 4), **extra}
+    vae.to(torch.float16).save_pretrained(Path(out_dir), safe_serialization=True)
+    (Path(run_dir) / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
 def train_vae(cache_dir: str | Path, run_dir: str | Path, out_dir: str | Path, cfg: TrainConfig = VAE_TRAIN,
               config: dict | None = None, resume: bool = True, eval_n: int = 1000) -> dict:
     from diffusers import AutoencoderKL
@@ -74,26 +96,35 @@ def train_vae(cache_dir: str | Path, run_dir: str | Path, out_dir: str | Path, c
     probe = np.asarray(heldout.arrays["image"][:200])
 
     def loss_fn(step, g):
-        idx = np.sort(torch.randint(len(train), (cfg.batch_size,), generator=g).numpy())
-        x = to_tensor(images[idx]).to(run.device)
-        post = run.module.encode(x).latent_dist
-        y = run.module.decode(post.sample(generator=g if x.device.type == "cpu" else None)).sample
-        mse, l1 = F.mse_loss(y, x), F.l1_loss(y, x)
-        loss = mse + 0.5 * l1 + KL_WEIGHT * post.kl().mean()
-        return loss, {"mse": mse.detach()}
+        return _loss(run.module, images, cfg, run.device, g)
 
     def probe_psnr(step):
         return {"heldout_psnr_200": float(psnr(reconstruct(run.unwrapped(), probe), probe).mean())}
 
     run.run(loss_fn, on_checkpoint=probe_psnr)
     vae = run.final_module().float().eval()
-    held = np.asarray(heldout.arrays["image"][:eval_n])
     stats = center_latents(vae, np.asarray(images[:2000]))
-    p = psnr(reconstruct(vae, held), held)
-    report = {"params": sum(t.numel() for t in vae.parameters()), "steps": run.step,
-              "heldout_psnr_mean": round(float(p.mean()), 2), "heldout_psnr_min": round(float(p.min()), 2),
-              "heldout_n": int(len(held)), **stats}
-    out_dir = Path(out_dir)
-    vae.to(torch.float16).save_pretrained(out_dir, safe_serialization=True)
-    (Path(run_dir) / "report.json").write_text(json.dumps(report, indent=2))
-    return report
+    return _finish(vae, run, run_dir, out_dir, np.asarray(heldout.arrays["image"][:eval_n]), stats)
+
+
+def train_vae_decoder(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | Path, out_dir: str | Path,
+                      cfg: TrainConfig = DECODER_TRAIN, resume: bool = True, eval_n: int = 1000) -> dict:
+    """Fine-tune the decoder (and post_quant_conv) of a trained VAE; the encoder stays as it is."""
+    from diffusers import AutoencoderKL
+
+    train, heldout = RenderCache(Path(cache_dir) / "train"), RenderCache(Path(cache_dir) / "heldout")
+    vae = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=torch.float32)
+    vae.encoder.requires_grad_(False)
+    vae.quant_conv.requires_grad_(False)
+    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
+    run = TrainRun(run_dir, cfg, vae, "vae-decoder", params=params, resume=resume)
+    images = train.arrays["image"]
+    probe = np.asarray(heldout.arrays["image"][:200])
+
+    def loss_fn(step, g):
+        return _loss(run.module, images, cfg, run.device, g)
+
+    run.run(loss_fn, on_checkpoint=lambda step: {
+        "heldout_psnr_200": float(psnr(reconstruct(run.unwrapped(), probe), probe).mean())})
+    vae = run.final_module().float().eval()
+    return _finish(vae, run, run_dir, out_dir, np.asarray(heldout.arrays["image"][:eval_n]), {"stage": "decoder"})
