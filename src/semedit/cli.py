@@ -325,7 +325,7 @@ def vae(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
 
 
 @train.command(name="vae-decoder")
-@_train_options("vae-decoder", 4000, 24, 5e-4)
+@_train_options("vae-decoder", 3000, 24, 5e-4)
 def vae_decoder(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
     """Fine-tune the VAE decoder with the encoder fixed (the U-Net's latent space does not move)."""
     from .models.toon64 import TOON64_DIR
@@ -338,7 +338,7 @@ def vae_decoder(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
 
 
 @train.command()
-@_train_options("clip", 3000, 128, 5e-4)
+@_train_options("clip", 2400, 128, 5e-4)
 @click.option("--tokenizer", "tokenizer_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Tokenizer folder (default: the embedded one).")
 def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir):

@@ -19,7 +19,7 @@ from .toon64 import CLIP_TEXT_CONFIG, CLIP_VISION_CONFIG
 from .train_vae import to_tensor
 from .training import TrainConfig, TrainRun
 
-CLIP_TRAIN = TrainConfig(steps=3000, batch_size=128, lr=5e-4, warmup=200, weight_decay=0.1, checkpoint_every=500,
+CLIP_TRAIN = TrainConfig(steps=2400, batch_size=128, lr=5e-4, warmup=200, weight_decay=0.1, checkpoint_every=500,
                          seed=0)
 IMAGE_MEAN = [0.5, 0.5, 0.5]  # CLIPImageProcessor settings for toon-64: images in [-1, 1]
 IMAGE_STD = [0.5, 0.5, 0.5]

@@ -16,7 +16,7 @@ from .training import TrainConfig, TrainRun
 VAE_TRAIN = TrainConfig(steps=2500, batch_size=24, lr=1e-3, warmup=100, checkpoint_every=250, seed=0)
 # Second stage: the decoder alone, with the encoder (and so the latent space the U-Net learns) fixed,
 # as Stable Diffusion's ft-MSE VAE decoder was fine-tuned.
-DECODER_TRAIN = TrainConfig(steps=4000, batch_size=24, lr=5e-4, warmup=50, checkpoint_every=250, seed=1)
+DECODER_TRAIN = TrainConfig(steps=3000, batch_size=24, lr=5e-4, warmup=50, checkpoint_every=250, seed=0)
 KL_WEIGHT = 1e-6  # latents stay nearly deterministic, as in SD's VAE (kl weight 1e-6)
 
 
