@@ -21,7 +21,6 @@ from semedit.eval.metrics import edge_f_score, frechet_distance
 from semedit.models.backbone import load_backbone, load_evaluator
 from semedit.models.data import RenderCache
 from semedit.models.evaluator import attribute_accuracy, pose_errors
-from semedit.models.toon64 import TOON64_DIR
 from semedit.models.train_clip import retrieval_top1, zero_shot_accuracy
 from semedit.models.train_vae import psnr, reconstruct
 from semedit.world import ToonRecord, captions, observable, sample_prompt, scribble_map

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .data import RenderCache
 from .toon64 import CONTROLNET_CONDITIONING_CHANNELS, SCHEDULER_CONFIG
 from .train_clip import training_caption
-from .train_unet import encode_text, latents_cache, min_snr_weights
+from .train_unet import diffusion_loss, encode_text, latents_cache, noised
 from .training import TrainConfig, TrainRun
 
 CONTROLNET_TRAIN = TrainConfig(steps=3000, batch_size=32, lr=3e-4, warmup=100, checkpoint_every=500, seed=0)
@@ -55,24 +54,20 @@ def train_controlnet(kind: str, cache_dir: str | Path, family_dir: str | Path, r
     run = TrainRun(run_dir, cfg, controlnet, f"controlnet-{kind}", resume=resume)
     unet.to(run.device)
     text_encoder.to(run.device)
-    alphas = scheduler.alphas_cumprod.to(run.device)
+    alphas = scheduler.alphas_cumprod
 
     def loss_fn(step, g):
         rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=g)))
         idx = np.sort(torch.randint(len(train), (cfg.batch_size,), generator=g).numpy())
         x0 = z[torch.from_numpy(idx)].to(run.device)
         texts = ["" if rng.random() < CAPTION_DROPOUT else training_caption(train.records[i], rng) for i in idx]
-        noise = torch.randn(x0.shape, generator=g).to(run.device)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=g).to(run.device)
-        a = alphas[t][:, None, None, None]
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        xt, noise, t = noised(x0, alphas, g)
         cond = encode_text(text_encoder, tokenizer, texts, run.device)
         control = control_tensor(maps[idx]).to(run.device)
         down, mid = run.module(xt, t, encoder_hidden_states=cond, controlnet_cond=control, return_dict=False)
         pred = unet(xt, t, encoder_hidden_states=cond, down_block_additional_residuals=down,
                     mid_block_additional_residual=mid).sample
-        w = min_snr_weights(scheduler, t.cpu()).to(run.device)
-        return (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * w).mean(), {}
+        return diffusion_loss(pred, noise, t, alphas), {}
 
     k = min(16, len(train))  # a fixed probe batch: how far the residuals moved off zero
     probe = (z[:k].to(run.device), torch.full((k,), 500, device=run.device),

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from .data import PairCache, RenderCache
 from .toon64 import SCHEDULER_CONFIG, UNET_CONFIG
-from .train_clip import tokenize, training_caption
+from .train_clip import training_caption
 from .train_vae import to_tensor
 from .training import TrainConfig, TrainRun
 
@@ -51,9 +51,20 @@ def encode_text(text_encoder, tokenizer, texts, device) -> torch.Tensor:
     return text_encoder(ids.to(device))[0]
 
 
-def min_snr_weights(scheduler, t: torch.Tensor) -> torch.Tensor:
-    snr = scheduler.alphas_cumprod[t] / (1 - scheduler.alphas_cumprod[t])
-    return torch.clamp(snr, max=MIN_SNR_GAMMA) / snr
+def noised(x0: torch.Tensor, alphas_cumprod: torch.Tensor, g: torch.Generator):
+    """(x_t, noise, t) for random timesteps: the forward process q(x_t | x_0)."""
+    noise = torch.randn(x0.shape, generator=g).to(x0.device)
+    t = torch.randint(0, len(alphas_cumprod), (len(x0),), generator=g).to(x0.device)
+    a = alphas_cumprod.to(x0.device)[t][:, None, None, None]
+    return a.sqrt() * x0 + (1 - a).sqrt() * noise, noise, t
+
+
+def diffusion_loss(pred: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, alphas_cumprod: torch.Tensor):
+    """Epsilon MSE with min-SNR weights min(SNR, gamma) / SNR."""
+    a = alphas_cumprod.to(t.device)[t]
+    snr = a / (1 - a)
+    w = torch.clamp(snr, max=MIN_SNR_GAMMA) / snr
+    return (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
 
 
 def train_unet(cache_dir: str | Path, family_dir: str | Path, run_dir: str | Path, out_dir: str | Path,
@@ -78,7 +89,7 @@ def train_unet(cache_dir: str | Path, family_dir: str | Path, run_dir: str | Pat
         unet = UNet2DConditionModel(**(config or UNET_CONFIG))
     run = TrainRun(run_dir, cfg, unet, "unet", resume=resume)
     text_encoder.to(run.device)
-    alphas = scheduler.alphas_cumprod.to(run.device)
+    alphas = scheduler.alphas_cumprod
 
     def loss_fn(step, g):
         rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=g)))
@@ -91,16 +102,9 @@ def train_unet(cache_dir: str | Path, family_dir: str | Path, run_dir: str | Pat
             x0 = z_single[idx]
             texts = [training_caption(train.records[i], rng) for i in idx.tolist()]
         texts = ["" if rng.random() < CAPTION_DROPOUT else t for t in texts]
-        x0 = x0.to(run.device)
-        noise = torch.randn(x0.shape, generator=g).to(run.device)
-        t = torch.randint(0, scheduler.config.num_train_timesteps, (len(x0),), generator=g).to(run.device)
-        a = alphas[t][:, None, None, None]
-        xt = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        xt, noise, t = noised(x0.to(run.device), alphas, g)
         cond = encode_text(text_encoder, tokenizer, texts, run.device)
-        pred = run.module(xt, t, encoder_hidden_states=cond).sample
-        w = min_snr_weights(scheduler, t.cpu()).to(run.device)
-        loss = (F.mse_loss(pred, noise, reduction="none").mean(dim=(1, 2, 3)) * w).mean()
-        return loss, {}
+        return diffusion_loss(run.module(xt, t, encoder_hidden_states=cond).sample, noise, t, alphas), {}
 
     run.run(loss_fn)
     unet = run.final_module().float().eval()
