@@ -1,0 +1,1 @@
+"""The diffusion primitives every method shares (small functions over model, latents, schedule)."""

@@ -1,0 +1,107 @@
+"""Deterministic DDIM sampling and inversion as small pure functions over (eps_fn, latents, schedule).
+
+Levels: a `Schedule` of N steps has sampling timesteps tau_0 > ... > tau_{N-1} (diffusers'
+`DDIMScheduler.set_timesteps`, so the grids match diffusers exactly) and N + 1 noise levels
+alpha_0 .. alpha_N, where alpha_i = alphas_cumprod[tau_i] and alpha_N is the level a full
+sampling run ends at (`final_alpha_cumprod`: alphas_cumprod[0] for SD-style models, which do not
+set alpha to one). A latent "at level i" has noise level alpha_i; x0 (the VAE latent) is at level N.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+EpsFn = Callable[[torch.Tensor, int], torch.Tensor]  # (latents, timestep) -> predicted noise
+
+
+@dataclass(frozen=True)
+class Schedule:
+    timesteps: tuple[int, ...]  # tau_0 > ... > tau_{N-1}
+    alphas: torch.Tensor  # N + 1 levels, float64
+
+    @property
+    def num_steps(self) -> int:
+        return len(self.timesteps)
+
+    def start_index(self, strength: float) -> int:
+        """The level an edit of this strength starts from (diffusers' img2img/DiffEdit rule:
+        int(N * strength) steps are run)."""
+        if not 0.0 < strength <= 1.0:
+            raise ValueError(f"strength / encode ratio must be in (0, 1], got {strength}")
+        return self.num_steps - min(int(self.num_steps * strength), self.num_steps)
+
+
+def make_schedule(scheduler_config: dict, num_steps: int) -> Schedule:
+    from diffusers import DDIMScheduler
+
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be at least 1, got {num_steps}")
+    sched = DDIMScheduler.from_config(scheduler_config)
+    sched.set_timesteps(num_steps)
+    ts = tuple(int(t) for t in sched.timesteps)
+    ac = sched.alphas_cumprod.double()
+    alphas = torch.cat([ac[list(ts)], sched.final_alpha_cumprod.double().reshape(1)])
+    return Schedule(ts, alphas)
+
+
+def ddim_update(x: torch.Tensor, eps: torch.Tensor, a_from, a_to) -> torch.Tensor:
+    """Move x from noise level a_from to a_to along the predicted noise (ITO paper Eq. 1 / Eq. 2:
+    the same update serves sampling, a_to > a_from, and inversion, a_to < a_from)."""
+    a_from, a_to = float(a_from), float(a_to)
+    x0 = (x - (1 - a_from) ** 0.5 * eps) / a_from**0.5
+    return a_to**0.5 * x0 + (1 - a_to) ** 0.5 * eps
+
+
+def predict_x0(x: torch.Tensor, eps: torch.Tensor, a) -> torch.Tensor:
+    a = float(a)
+    return (x - (1 - a) ** 0.5 * eps) / a**0.5
+
+
+def ddim_invert(eps_fn: EpsFn, x0: torch.Tensor, schedule: Schedule, stop_index: int = 0,
+                eps_timestep: str = "current") -> dict[int, torch.Tensor]:
+    """DDIM inversion of x0 (level N) up to level `stop_index`; returns {level: latent} for every
+    level visited, x0 included.
+
+    `eps_timestep="current"` evaluates the noise at the latent's own timestep (ITO paper Eq. 2;
+    the pixel-guidance paper's Eq. 2-4); the first step from x0 uses tau_{N-1}, x0 having no
+    timestep of its own. `"next"` evaluates it at the target timestep, as diffusers'
+    `DDIMInverseScheduler` (and so its DiffEdit pipeline) does.
+    """
+    if eps_timestep not in ("current", "next"):
+        raise ValueError(f"eps_timestep must be 'current' or 'next', got {eps_timestep!r}")
+    n = schedule.num_steps
+    if not 0 <= stop_index <= n:
+        raise ValueError(f"stop_index must be in [0, {n}], got {stop_index}")
+    ts, al = schedule.timesteps, schedule.alphas
+    out = {n: x0}
+    x = x0
+    for level in range(n - 1, stop_index - 1, -1):  # from level+1 to level
+        t = ts[level] if (eps_timestep == "next" or level == n - 1) else ts[level + 1]
+        x = ddim_update(x, eps_fn(x, t), al[level + 1], al[level])
+        out[level] = x
+    return out
+
+
+def ddim_sample(eps_fn: EpsFn, x: torch.Tensor, schedule: Schedule, start_index: int = 0,
+                after_step: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Deterministic DDIM (eta = 0) from level `start_index` to level N. `after_step(level, x)`
+    may replace the latent reaching each level (masked blending, latent updates)."""
+    ts, al = schedule.timesteps, schedule.alphas
+    for i in range(start_index, schedule.num_steps):
+        x = ddim_update(x, eps_fn(x, ts[i]), al[i], al[i + 1])
+        if after_step is not None:
+            x = after_step(i + 1, x)
+    return x
+
+
+def ddpm_posterior(x_t: torch.Tensor, x0: torch.Tensor, a_t, a_prev) -> tuple[torch.Tensor, float]:
+    """Mean and variance of q(x_prev | x_t, x0) between two (possibly strided) levels (DDPM Eq. 7;
+    the pixel-guidance paper's Eq. 5 shifts this mean by the classifier gradient)."""
+    a_t, a_prev = float(a_t), float(a_prev)
+    beta = 1 - a_t / a_prev  # the strided step's beta
+    mean = (a_prev**0.5 * beta / (1 - a_t)) * x0 + ((a_t / a_prev) ** 0.5 * (1 - a_prev) / (1 - a_t)) * x_t
+    var = (1 - a_prev) / (1 - a_t) * beta
+    return mean, var
