@@ -76,3 +76,20 @@ def test_ddpm_posterior_matches_diffusers(x0):
     noise = ref.prev_sample.double() - mean
     assert noise.std().item() == pytest.approx(var**0.5, rel=0.05)  # same mean, the rest is the sampled noise
     assert torch.allclose(ddim_update(x0, eps, ac[t], ac[t]), x0, atol=1e-9)
+
+
+def test_nested_guidance_general_form():
+    from semedit.engine.guidance import composed_guidance, nested_guidance
+
+    g = torch.Generator().manual_seed(1)
+    e0, e1, e2 = (torch.randn(1, 4, 4, 4, generator=g) for _ in range(3))
+    assert torch.allclose(nested_guidance([e0, e1, e2], [1.0, 1.0]), e2)  # all scales 1: fully conditioned
+    assert torch.allclose(nested_guidance([e0, e1], [7.5]), e0 + 7.5 * (e1 - e0))  # ordinary CFG
+    assert torch.allclose(nested_guidance([e0, e1, e2], [3.0, 0.0]), e0 + 3 * (e1 - e0))
+    with pytest.raises(ValueError, match="one scale per condition"):
+        nested_guidance([e0, e1], [1.0, 2.0])
+    left = torch.zeros(1, 1, 4, 4)
+    left[..., :2] = 1
+    out = composed_guidance([e0, e1, e2], [0.1, 0.9, 0.9], [1.0, left, 1 - left])
+    assert torch.allclose(out[..., :2], 0.1 * e0[..., :2] + 0.9 * e1[..., :2])
+    assert torch.allclose(out[..., 2:], 0.1 * e0[..., 2:] + 0.9 * e2[..., 2:])
