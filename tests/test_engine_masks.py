@@ -1,0 +1,46 @@
+import pytest
+import torch
+
+from semedit.engine.masks import blend, dilate, gaussian_blur, noise_difference, normalise, resize, threshold, union
+
+
+def test_noise_difference_averages_seeds_and_channels():
+    a = torch.zeros(6, 4, 8, 8)
+    b = torch.zeros(6, 4, 8, 8)
+    b[:3, :, 2:4, 2:4] = 1.0  # first image, 3 seeds: a square differs
+    b[3:, 0, 5, 5] = 4.0  # second image: one pixel in one channel
+    m = noise_difference(a, b, samples=3)
+    assert m.shape == (2, 1, 8, 8)
+    assert torch.allclose(m[0, 0, 2:4, 2:4], torch.ones(2, 2)) and m[0].sum() == 4
+    assert m[1, 0, 5, 5] == 1.0 and m[1].sum() == 1
+    with pytest.raises(ValueError, match="multiple"):
+        noise_difference(a, b, samples=4)
+
+
+def test_normalise_threshold_blur_dilate_resize():
+    m = torch.zeros(1, 1, 8, 8)
+    m[..., 3:5, 3:5] = 2.0
+    n = normalise(m)
+    assert n.max() == 1 and n.min() == 0
+    c = normalise(m, "mean_clamp", 3.0)  # mean 0.125 -> clamp at 0.375
+    assert torch.allclose(c.max(), torch.tensor(1.0)) and threshold(c, 0.5).sum() == 4
+    b = gaussian_blur(n, 5)
+    assert float(b.sum()) == pytest.approx(float(n.sum()), rel=0.05) and b[..., 2, 3] > 0 and b.max() < 1
+    assert torch.equal(dilate(threshold(n, 0.5), 1)[0, 0, 2:6, 2:6], torch.ones(4, 4))
+    assert dilate(threshold(n, 0.5), 1).sum() == 16
+    small = resize(threshold(n, 0.5), (4, 4))
+    assert small.sum() == 4  # any pixel of a cell marks the cell (3..4 touch cells 1 and 2)
+    assert resize(small, (8, 8)).sum() == 16
+    assert union(small, torch.zeros(1, 1, 4, 4)).sum() == 4
+    with pytest.raises(ValueError, match="odd"):
+        gaussian_blur(n, 4)
+    with pytest.raises(ValueError, match="integer factor"):
+        resize(n, (3, 3))
+
+
+def test_blend_keeps_the_outside_of_the_mask():
+    x, src = torch.randn(1, 4, 8, 8), torch.randn(1, 4, 8, 8)
+    mask = torch.zeros(1, 1, 8, 8)
+    mask[..., :, 4:] = 1
+    out = blend(x, src, mask)
+    assert torch.equal(out[..., :4], src[..., :4]) and torch.equal(out[..., 4:], x[..., 4:])
