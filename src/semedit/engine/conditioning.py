@@ -1,0 +1,74 @@
+"""Conditions and the U-Net call: text embeddings, ControlNet layout inputs, VAE encode/decode, and
+noise prediction for several guidance branches in one U-Net batch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass
+class Condition:
+    """One guidance branch: text embeddings (1, L, D) and ControlNet inputs {name: (map, scale)},
+    maps as (1, 3, H, W) floats in [0, 1]. A ControlNet with scale 0 is left out."""
+    text: torch.Tensor
+    controls: dict[str, tuple[torch.Tensor, float]] = field(default_factory=dict)
+
+
+@torch.no_grad()
+def encode_text(backbone, texts: list[str]) -> torch.Tensor:
+    """Last hidden states padded to the tokenizer's length (77), as the SD pipelines compute them."""
+    tok = backbone.tokenizer(list(texts), padding="max_length", max_length=backbone.tokenizer.model_max_length,
+                             truncation=True, return_tensors="pt")
+    return backbone.text_encoder(tok.input_ids.to(backbone.device))[0]
+
+
+def image_to_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 (N, H, W, 3) or (H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
+    a = np.asarray(images)
+    a = a[None] if a.ndim == 3 else a
+    return torch.from_numpy(np.array(a)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def tensor_to_image(x: torch.Tensor) -> np.ndarray:
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+
+
+def encode_image(backbone, images: np.ndarray) -> torch.Tensor:
+    """Scaled VAE latents (posterior mean) of uint8 images."""
+    x = image_to_tensor(images).to(backbone.device, backbone.dtype)
+    return backbone.vae.encode(x).latent_dist.mode() * backbone.vae.config.scaling_factor
+
+
+def decode_latents(backbone, z: torch.Tensor) -> np.ndarray:
+    return tensor_to_image(backbone.vae.decode(z / backbone.vae.config.scaling_factor).sample)
+
+
+def predict_noise(backbone, x: torch.Tensor, t: int, conditions: list[Condition]) -> list[torch.Tensor]:
+    """eps(x, t, c) for every condition, all branches through the U-Net as one batch (ControlNet
+    residuals summed over the ControlNets a branch uses, as diffusers' MultiControlNet does)."""
+    n, b = len(conditions), x.shape[0]
+    xb = x.repeat(n, 1, 1, 1)
+    text = torch.cat([c.text.expand(b, -1, -1) for c in conditions])
+    tt = torch.full((n * b,), int(t), device=x.device, dtype=torch.long)
+    down = mid = None
+    for name in sorted({k for c in conditions for k in c.controls}):
+        net = backbone.controlnets[name]
+        blank = torch.zeros_like(next(c.controls[name][0] for c in conditions if name in c.controls))
+        maps, scales = [], []
+        for c in conditions:
+            m, s = c.controls.get(name, (blank, 0.0))  # a branch without this ControlNet: scale 0
+            maps.append(m)
+            scales.append(float(s))
+        cond = torch.cat([m.expand(b, -1, -1, -1) for m in maps])
+        scale = torch.tensor(scales, device=x.device, dtype=x.dtype).repeat_interleave(b).view(-1, 1, 1, 1)
+        d, m_ = net(xb, tt, encoder_hidden_states=text, controlnet_cond=cond.to(x.device, x.dtype), return_dict=False)
+        d = [r * scale for r in d]
+        m_ = m_ * scale
+        down = d if down is None else [a + r for a, r in zip(down, d)]
+        mid = m_ if mid is None else mid + m_
+    eps = backbone.unet(xb, tt, encoder_hidden_states=text, down_block_additional_residuals=down,
+                        mid_block_additional_residual=mid).sample
+    return list(eps.chunk(n))

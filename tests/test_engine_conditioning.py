@@ -1,0 +1,34 @@
+import torch
+
+from semedit.engine.conditioning import Condition, encode_text, predict_noise
+from semedit.models.backbone import load_backbone
+from tests.helpers import tiny_sd_folder
+
+
+def test_guidance_branches_in_one_batch_equal_separate_calls(tmp_path):
+    from diffusers import ControlNetModel
+
+    tiny_sd_folder(tmp_path / "sd")
+    bb = load_backbone(str(tmp_path / "sd"))
+    torch.manual_seed(1)
+    cn = ControlNetModel.from_unet(bb.unet, conditioning_embedding_out_channels=(16, 32)).eval()
+    with torch.no_grad():  # a fresh ControlNet outputs zero; perturb it so the test can see it
+        for p in [*cn.controlnet_down_blocks.parameters(), *cn.controlnet_mid_block.parameters()]:
+            p.normal_(0, 0.1)
+    bb.controlnets["pose"] = cn
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    null, text = encode_text(bb, ["", "a cartoon woman, laughing"]).chunk(2)
+    pose = torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(2))
+    conds = [Condition(null), Condition(text), Condition(text, {"pose": (pose, 0.8)})]
+    with torch.no_grad():
+        batched = predict_noise(bb, x, 301, conds)
+        t = torch.full((2,), 301)
+        ref0 = bb.unet(x, t, encoder_hidden_states=null.expand(2, -1, -1)).sample
+        ref1 = bb.unet(x, t, encoder_hidden_states=text.expand(2, -1, -1)).sample
+        d, m = cn(x, t, encoder_hidden_states=text.expand(2, -1, -1), controlnet_cond=pose.expand(2, -1, -1, -1),
+                  conditioning_scale=0.8, return_dict=False)
+        ref2 = bb.unet(x, t, encoder_hidden_states=text.expand(2, -1, -1), down_block_additional_residuals=d,
+                       mid_block_additional_residual=m).sample
+    for got, ref in zip(batched, (ref0, ref1, ref2)):
+        assert torch.allclose(got, ref, atol=1e-5)
+    assert not torch.allclose(ref1, ref2, atol=1e-3)  # the ControlNet does act
