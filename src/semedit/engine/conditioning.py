@@ -72,3 +72,19 @@ def predict_noise(backbone, x: torch.Tensor, t: int, conditions: list[Condition]
     eps = backbone.unet(xb, tt, encoder_hidden_states=text, down_block_additional_residuals=down,
                         mid_block_additional_residual=mid).sample
     return list(eps.chunk(n))
+
+
+class GuidedNoise:
+    """eps(x, t) with classifier-free guidance between a null and a conditioned branch (scale 1:
+    the conditioned branch alone, one U-Net evaluation), counting U-Net evaluations."""
+
+    def __init__(self, backbone, null: Condition, cond: Condition, scale: float):
+        from .guidance import nested_guidance
+
+        self.backbone, self.scale, self.calls = backbone, float(scale), 0
+        self.branches = [cond] if self.scale == 1 else [null, cond]
+        self._combine = (lambda p: p[0]) if self.scale == 1 else (lambda p: nested_guidance(p, [self.scale]))
+
+    def __call__(self, x: torch.Tensor, t: int) -> torch.Tensor:
+        self.calls += len(self.branches) * x.shape[0]
+        return self._combine(predict_noise(self.backbone, x, t, self.branches))

@@ -1,6 +1,6 @@
 """Editing methods and baselines, each a thin composition of engine parts (see REGISTRY)."""
 
-from . import sdedit  # noqa: F401  (registers)
+from . import diffedit, sdedit  # noqa: F401  (importing registers them)
 from .base import REGISTRY, EditRequest, EditResult
 
 __all__ = ["REGISTRY", "EditRequest", "EditResult"]

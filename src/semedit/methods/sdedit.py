@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..engine.conditioning import Condition, decode_latents, encode_image, encode_text, predict_noise
+from ..engine.conditioning import Condition, GuidedNoise, decode_latents, encode_image, encode_text
 from ..engine.ddim import ddim_sample, make_schedule
-from ..engine.guidance import nested_guidance
 from .base import EditRequest, EditResult, provenance, register
 
 
@@ -38,15 +37,8 @@ def sdedit(backbone, request: EditRequest, config: SDEditConfig = SDEditConfig()
     a = float(schedule.alphas[start])
     x = a**0.5 * z0 + (1 - a) ** 0.5 * noise  # q(x_t | x_0) at the start level
     null, text = encode_text(backbone, [config.negative_prompt, request.target_prompt]).chunk(2)
-    branches = [Condition(null), Condition(text)]
-    calls = 0
-
-    def eps(x, t):
-        nonlocal calls
-        calls += 2 * x.shape[0]
-        return nested_guidance(predict_noise(backbone, x, t, branches), [config.guidance_scale])
-
+    eps = GuidedNoise(backbone, Condition(null), Condition(text), config.guidance_scale)
     z = ddim_sample(eps, x, schedule, start)
     return EditResult(image=decode_latents(backbone, z)[0], mask=None,
                       intermediates={"noised_latents": x, "latents": z},
-                      provenance=provenance("sdedit", config, seed, backbone), unet_evaluations=calls)
+                      provenance=provenance("sdedit", config, seed, backbone), unet_evaluations=eps.calls)
