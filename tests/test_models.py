@@ -149,3 +149,22 @@ def test_unet_and_controlnet_training_run_on_a_tiny_family(tiny_cache, tmp_path)
     assert cn.config.conditioning_embedding_out_channels == [16, 32, 64]
     with pytest.raises(ValueError, match="kind must be one of"):
         train_controlnet("depth", tiny_cache, family, tmp_path / "x", tmp_path / "y", cfg)
+
+
+def test_clip_training_runs_and_measures(tiny_cache, tmp_path):
+    from transformers import CLIPModel, CLIPTextModel
+
+    from semedit.models.toon64 import TOON64_DIR
+    from semedit.models.train_clip import train_clip
+
+    cfg = TrainConfig(steps=2, batch_size=4, lr=1e-3, warmup=1, checkpoint_every=2, log_every=1, seed=0)
+    report = train_clip(tiny_cache, TOON64_DIR / "tokenizer", tmp_path / "run", tmp_path / "out", cfg, eval_n=4)
+    assert report["steps"] == 2 and set(report["zero_shot_heldout"]) >= {"expression", "costume", "background"}
+    assert all(0 <= v <= 1 for v in report["zero_shot_heldout"].values())
+    assert 0 <= report["retrieval_top1_of_100"] <= 1
+    clip = CLIPModel.from_pretrained(tmp_path / "out" / "clip")
+    text = CLIPTextModel.from_pretrained(tmp_path / "out" / "text_encoder")
+    assert clip.config.projection_dim == 128 and text.config.hidden_size == 128
+    ids = torch.tensor([[0, 5, 9, 1]])
+    with torch.no_grad():  # the text encoder is exactly CLIP's text tower
+        assert torch.equal(text(ids)[0], clip.text_model(ids)[0])

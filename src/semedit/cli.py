@@ -324,19 +324,6 @@ def vae(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
     _report("vae", report, out)
 
 
-@train.command(name="vae-decoder")
-@_train_options("vae-decoder", 3000, 24, 5e-4)
-def vae_decoder(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
-    """Fine-tune the VAE decoder with the encoder fixed (the U-Net's latent space does not move)."""
-    from .models.toon64 import TOON64_DIR
-    from .models.train_vae import DECODER_TRAIN, train_vae_decoder
-
-    out = out or TOON64_DIR / "vae"
-    report = train_vae_decoder(cache, TOON64_DIR / "vae", run_dir, out,
-                               _train_config(DECODER_TRAIN, steps, batch_size, lr, seed), resume=not fresh)
-    _report("vae-decoder", report, out)
-
-
 @train.command()
 @_train_options("clip", 2400, 128, 5e-4)
 @click.option("--tokenizer", "tokenizer_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -403,7 +390,6 @@ def evaluator(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
 def train_all(ctx):
     """Train the whole family from scratch with the default settings, in order, and time each part."""
     steps = [("data", data, {}), ("tokenizer", tokenizer, {}), ("vae", vae, {}), ("clip", clip, {}),
-             ("vae-decoder", vae_decoder, {}),
              ("evaluator", evaluator, {}), ("unet", unet, {}), ("controlnet-pose", controlnet, {"kind": "pose"}),
              ("controlnet-scribble", controlnet, {"kind": "scribble"})]
     times = {}

@@ -73,6 +73,15 @@ def build_clip(vocab_size: int):
     return CLIPModel(cfg)
 
 
+def image_features(model, pixel_values) -> torch.Tensor:
+    """Unit-norm projected image embeddings (transformers 5 returns them as `pooler_output`)."""
+    return F.normalize(model.get_image_features(pixel_values=pixel_values).pooler_output, dim=-1)
+
+
+def text_features(model, tokens: dict) -> torch.Tensor:
+    return F.normalize(model.get_text_features(**tokens).pooler_output, dim=-1)
+
+
 def tokenize(tokenizer, texts, device=None) -> dict:
     t = tokenizer(list(texts), padding="longest", truncation=True, max_length=77, return_tensors="pt")
     return {k: v.to(device) for k, v in t.items()} if device is not None else dict(t)
@@ -84,15 +93,15 @@ def zero_shot_accuracy(model, tokenizer, images: np.ndarray, records, attributes
     model.eval()
     feats = []
     for i in range(0, len(images), batch):
-        feats.append(F.normalize(model.get_image_features(pixel_values=to_tensor(images[i:i + batch])), dim=-1))
+        feats.append(image_features(model, to_tensor(images[i:i + batch])))
     img = torch.cat(feats)
     out = {}
     for attr in attributes or ZERO_SHOT_ATTRIBUTES:
         prompts = value_prompts(attr)
         values = list(prompts)
         # one text embedding per value: the normalised mean over its prompts
-        txt = torch.stack([F.normalize(F.normalize(model.get_text_features(**tokenize(tokenizer, ps)), dim=-1)
-                                       .mean(0), dim=0) for ps in prompts.values()])
+        txt = torch.stack([F.normalize(text_features(model, tokenize(tokenizer, ps)).mean(0), dim=0)
+                           for ps in prompts.values()])
         keep = np.array([observable(r)[attr] for r in records])
         pred = (img @ txt.T).argmax(1).numpy()
         truth = np.array([values.index(getattr(r, attr)) for r in records])
@@ -136,7 +145,7 @@ def train_clip(cache_dir: str | Path, tokenizer_dir: str | Path, run_dir: str | 
     model.to(torch.float16).save_pretrained(out_dir / "clip", safe_serialization=True)
     # the text tower alone conditions the U-Net, as text_encoder/ of a Stable Diffusion folder
     text_encoder = CLIPTextModel(model.config.text_config)
-    text_encoder.text_model.load_state_dict(model.text_model.state_dict())
+    text_encoder.load_state_dict(model.text_model.state_dict())
     text_encoder.to(torch.float16).save_pretrained(out_dir / "text_encoder", safe_serialization=True)
     tokenizer.save_pretrained(out_dir / "clip")
     CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}, image_mean=IMAGE_MEAN,
@@ -150,11 +159,11 @@ def retrieval_top1(model, tokenizer, images, records, group: int = 100) -> float
     """Text-to-image retrieval: for each full caption, is its own image the best of `group` images?"""
     from ..world import describe as full
 
+    group = min(group, len(images))
     hits, total = 0, 0
     for s in range(0, len(images) - group + 1, group):
-        img = F.normalize(model.get_image_features(pixel_values=to_tensor(images[s:s + group])), dim=-1)
-        txt = F.normalize(model.get_text_features(**tokenize(tokenizer, [full(r) for r in records[s:s + group]])),
-                          dim=-1)
+        img = image_features(model, to_tensor(images[s:s + group]))
+        txt = text_features(model, tokenize(tokenizer, [full(r) for r in records[s:s + group]]))
         hits += int(((txt @ img.T).argmax(1) == torch.arange(group)).sum())
         total += group
     return hits / total

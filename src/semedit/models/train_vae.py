@@ -14,9 +14,6 @@ from .toon64 import VAE_CONFIG
 from .training import TrainConfig, TrainRun
 
 VAE_TRAIN = TrainConfig(steps=2500, batch_size=24, lr=1e-3, warmup=100, checkpoint_every=250, seed=0)
-# Second stage: the decoder alone, with the encoder (and so the latent space the U-Net learns) fixed,
-# as Stable Diffusion's ft-MSE VAE decoder was fine-tuned.
-DECODER_TRAIN = TrainConfig(steps=3000, batch_size=24, lr=5e-4, warmup=50, checkpoint_every=250, seed=0)
 KL_WEIGHT = 1e-6  # latents stay nearly deterministic, as in SD's VAE (kl weight 1e-6)
 
 
@@ -106,25 +103,3 @@ def train_vae(cache_dir: str | Path, run_dir: str | Path, out_dir: str | Path, c
     stats = center_latents(vae, np.asarray(images[:2000]))
     return _finish(vae, run, run_dir, out_dir, np.asarray(heldout.arrays["image"][:eval_n]), stats)
 
-
-def train_vae_decoder(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | Path, out_dir: str | Path,
-                      cfg: TrainConfig = DECODER_TRAIN, resume: bool = True, eval_n: int = 1000) -> dict:
-    """Fine-tune the decoder (and post_quant_conv) of a trained VAE; the encoder stays as it is."""
-    from diffusers import AutoencoderKL
-
-    train, heldout = RenderCache(Path(cache_dir) / "train"), RenderCache(Path(cache_dir) / "heldout")
-    vae = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=torch.float32)
-    vae.encoder.requires_grad_(False)
-    vae.quant_conv.requires_grad_(False)
-    params = [*vae.decoder.parameters(), *vae.post_quant_conv.parameters()]
-    run = TrainRun(run_dir, cfg, vae, "vae-decoder", params=params, resume=resume)
-    images = train.arrays["image"]
-    probe = np.asarray(heldout.arrays["image"][:200])
-
-    def loss_fn(step, g):
-        return _loss(run.module, images, cfg, run.device, g)
-
-    run.run(loss_fn, on_checkpoint=lambda step: {
-        "heldout_psnr_200": float(psnr(reconstruct(run.unwrapped(), probe), probe).mean())})
-    vae = run.final_module().float().eval()
-    return _finish(vae, run, run_dir, out_dir, np.asarray(heldout.arrays["image"][:eval_n]), {"stage": "decoder"})
