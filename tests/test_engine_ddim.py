@@ -93,3 +93,18 @@ def test_nested_guidance_general_form():
     out = composed_guidance([e0, e1, e2], [0.1, 0.9, 0.9], [1.0, left, 1 - left])
     assert torch.allclose(out[..., :2], 0.1 * e0[..., :2] + 0.9 * e1[..., :2])
     assert torch.allclose(out[..., 2:], 0.1 * e0[..., 2:] + 0.9 * e2[..., 2:])
+
+
+def test_latent_optimisation():
+    from semedit.engine.optimise import latent_gradient, optimise_latents
+
+    x = torch.randn(1, 4, 4, 4, generator=torch.Generator().manual_seed(0))
+    target = torch.zeros_like(x)
+    loss = lambda v: ((v - target) ** 2).sum()  # noqa: E731
+    with torch.no_grad():  # works inside the samplers' no_grad
+        assert torch.allclose(latent_gradient(x, loss), 2 * x)
+        y = optimise_latents(x, loss, steps=1, lr=0.1)
+    assert torch.allclose(y, x - 0.1 * torch.sign(x), atol=1e-6)  # Adam's first step: lr * sign(grad)
+    assert optimise_latents(x, loss, steps=0, lr=0.1) is x
+    assert loss(optimise_latents(x, loss, steps=50, lr=0.1)) < 0.1 * loss(x)
+    assert not x.requires_grad

@@ -1,0 +1,35 @@
+"""Gradient updates of latents (inference-time optimisation: ITO paper Eq. 3-6; classifier
+guidance: the pixel-guidance paper's Eq. 5), with autograd through whatever `loss_fn` calls,
+the U-Net included."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+
+def latent_gradient(x: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """d loss_fn(x) / d x, with gradients enabled even inside a no_grad caller."""
+    with torch.enable_grad():
+        v = x.detach().requires_grad_(True)
+        (grad,) = torch.autograd.grad(loss_fn(v), v)
+    return grad
+
+
+def optimise_latents(x: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Tensor], steps: int, lr: float,
+                     optimizer: str = "adam") -> torch.Tensor:
+    """`steps` optimiser steps on x against loss_fn (the ITO paper uses Adam, lr 0.1, §4), returning new
+    latents; the input tensor is left as it is."""
+    if steps <= 0:
+        return x
+    if optimizer not in ("adam", "sgd"):
+        raise ValueError(f"optimizer must be 'adam' or 'sgd', got {optimizer!r}")
+    with torch.enable_grad():
+        v = x.detach().clone().requires_grad_(True)
+        opt = (torch.optim.Adam if optimizer == "adam" else torch.optim.SGD)([v], lr=lr)
+        for _ in range(steps):
+            opt.zero_grad()
+            loss_fn(v).backward()
+            opt.step()
+    return v.detach()
