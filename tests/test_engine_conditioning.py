@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 from semedit.engine.conditioning import Condition, encode_text, predict_noise
@@ -32,3 +33,20 @@ def test_guidance_branches_in_one_batch_equal_separate_calls(tmp_path):
     for got, ref in zip(batched, (ref0, ref1, ref2)):
         assert torch.allclose(got, ref, atol=1e-5)
     assert not torch.allclose(ref1, ref2, atol=1e-3)  # the ControlNet does act
+
+
+def test_decoder_features_are_hooked_and_released(tmp_path):
+    from semedit.engine.features import decoder_features, pixel_features
+
+    tiny_sd_folder(tmp_path / "sd")
+    bb = load_backbone(str(tmp_path / "sd"))
+    x = torch.randn(1, 4, 8, 8)
+    text = encode_text(bb, ["a cartoon man"])
+    with torch.no_grad(), decoder_features(bb.unet, [0, 1]) as store:
+        bb.unet(x, 10, encoder_hidden_states=text)
+    feats = pixel_features(store, (16, 16))
+    assert feats.shape == (1, 32 + 32, 16, 16)
+    assert all(len(b._forward_hooks) == 0 for b in bb.unet.up_blocks)  # hooks removed
+    with pytest.raises(ValueError, match="do not exist"):
+        with decoder_features(bb.unet, [5]):
+            pass
