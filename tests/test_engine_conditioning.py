@@ -50,3 +50,24 @@ def test_decoder_features_are_hooked_and_released(tmp_path):
     with pytest.raises(ValueError, match="do not exist"):
         with decoder_features(bb.unet, [5]):
             pass
+
+
+def test_unipc_sampling_matches_the_diffusers_pipeline(tmp_path):
+    from diffusers import UniPCMultistepScheduler
+
+    from semedit.engine.conditioning import GuidedNoise
+    from semedit.engine.ddim import scheduler_sample
+
+    tiny_sd_folder(tmp_path / "sd")
+    bb = load_backbone(str(tmp_path / "sd"))
+    pipe = bb.pipeline()
+    pipe.scheduler = UniPCMultistepScheduler.from_config(bb.scheduler_config)
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    ref = pipe("a cartoon man", latents=x.clone(), num_inference_steps=6, guidance_scale=4.0,
+               output_type="latent").images
+    sched = UniPCMultistepScheduler.from_config(bb.scheduler_config)
+    sched.set_timesteps(6)
+    null, text = encode_text(bb, ["", "a cartoon man"]).chunk(2)
+    with torch.no_grad():
+        ours = scheduler_sample(GuidedNoise(bb, Condition(null), Condition(text), 4.0), x, sched)
+    assert torch.allclose(ours, ref, atol=1e-4)

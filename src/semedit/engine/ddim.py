@@ -105,3 +105,14 @@ def ddpm_posterior(x_t: torch.Tensor, x0: torch.Tensor, a_t, a_prev) -> tuple[to
     mean = (a_prev**0.5 * beta / (1 - a_t)) * x0 + ((a_t / a_prev) ** 0.5 * (1 - a_prev) / (1 - a_t)) * x_t
     var = (1 - a_prev) / (1 - a_t) * beta
     return mean, var
+
+
+def scheduler_sample(eps_fn: EpsFn, x: torch.Tensor, scheduler, start_index: int = 0,
+                     after_step: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Sample with any diffusers scheduler whose timesteps are set (UniPC, as the MCDM paper uses
+    with 20 steps, supp. §1.2-1.3; DPM-Solver; ...). `after_step(i + 1, x)` as in `ddim_sample`."""
+    for i, t in enumerate(scheduler.timesteps[start_index:], start=start_index):
+        x = scheduler.step(eps_fn(scheduler.scale_model_input(x, t), int(t)), t, x).prev_sample
+        if after_step is not None:
+            x = after_step(i + 1, x)
+    return x

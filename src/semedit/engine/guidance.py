@@ -8,7 +8,7 @@ nested conditions  e_0 = eps(null), e_1 = eps(c1), e_2 = eps(c1, c2), ..., e_K =
 so all scales 1 give the fully conditioned prediction, and K = 1 is ordinary CFG.
 `composed_guidance` is the MCDM paper's Eq. 2 (composable diffusion with spatial masks): a
 weighted, masked sum of guided predictions  eps = sum_j s_j M_j * eps~_j  (the paper's pair
-canvas: s'_d = 0.1 on the whole canvas, s'_a = s'_b = 0.9 on the left / right half, supp. §1).
+canvas: s'_d = 0.1 on the whole canvas, s'_a = s'_b = 0.9 on the left / right half, supp. §1.1).
 """
 
 from __future__ import annotations
