@@ -39,3 +39,42 @@ def edge_f_score(pred: np.ndarray, target: np.ndarray, tolerance: int = 1) -> fl
     precision = (p & dilate(t)).sum() / max(p.sum(), 1)
     recall = (t & dilate(p)).sum() / max(t.sum(), 1)
     return float(0.0 if precision + recall == 0 else 2 * precision * recall / (precision + recall))
+
+
+def _region(mask, shape) -> np.ndarray:
+    if mask is None:
+        return np.ones(shape[:2], bool)
+    m = np.asarray(mask) > 0
+    if m.shape != tuple(shape[:2]):
+        raise ValueError(f"mask {m.shape} does not match image {shape[:2]}")
+    if not m.any():
+        raise ValueError("mask is empty")
+    return m
+
+
+def mae(a: np.ndarray, b: np.ndarray, mask=None) -> float:
+    """Mean absolute error of uint8 images in [0, 1] units, over the mask's pixels if given."""
+    m = _region(mask, a.shape)
+    return float(np.abs(a.astype(np.float64) - b.astype(np.float64))[m].mean() / 255.0)
+
+
+def psnr(a: np.ndarray, b: np.ndarray, mask=None) -> float:
+    """PSNR in dB of uint8 images over the mask's pixels (inf when identical there)."""
+    m = _region(mask, a.shape)
+    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2)[m].mean()
+    return float("inf") if mse == 0 else float(10 * np.log10(255.0**2 / mse))
+
+
+def ssim(a: np.ndarray, b: np.ndarray, mask=None) -> float:
+    """SSIM (Wang et al. 2004: Gaussian window sigma 1.5, K1 0.01, K2 0.03) of uint8 RGB images,
+    the SSIM map averaged over channels and over the mask's pixels."""
+    from scipy.ndimage import gaussian_filter
+
+    m = _region(mask, a.shape)
+    x, y = a.astype(np.float64), b.astype(np.float64)
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    f = lambda z: gaussian_filter(z, sigma=(1.5, 1.5, 0), truncate=3.5)  # noqa: E731  (11 x 11 window)
+    mx, my = f(x), f(y)
+    vx, vy, cxy = f(x * x) - mx**2, f(y * y) - my**2, f(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx**2 + my**2 + c1) * (vx + vy + c2))
+    return float(s.mean(axis=-1)[m].mean())
