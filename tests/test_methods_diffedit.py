@@ -4,15 +4,7 @@ import torch
 
 from semedit.methods import EditRequest
 from semedit.methods.diffedit import DiffEditConfig, diffedit
-from semedit.models.backbone import load_backbone
-from tests.helpers import tiny_sd_folder
 
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    path = tmp_path_factory.mktemp("sd") / "sd"
-    tiny_sd_folder(path)
-    return load_backbone(str(path))
 
 
 def _request():

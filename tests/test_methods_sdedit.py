@@ -4,15 +4,6 @@ import torch
 
 from semedit.methods import REGISTRY, EditRequest
 from semedit.methods.sdedit import SDEditConfig, sdedit
-from semedit.models.backbone import load_backbone
-from tests.helpers import tiny_sd_folder
-
-
-@pytest.fixture(scope="module")
-def tiny(tmp_path_factory):
-    path = tmp_path_factory.mktemp("sd") / "sd"
-    tiny_sd_folder(path)
-    return load_backbone(str(path))
 
 
 def _image():

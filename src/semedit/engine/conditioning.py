@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ..models.train_vae import to_tensor, to_uint8
+
 
 @dataclass
 class Condition:
@@ -25,25 +27,15 @@ def encode_text(backbone, texts: list[str]) -> torch.Tensor:
     return backbone.text_encoder(tok.input_ids.to(backbone.device))[0]
 
 
-def image_to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 (N, H, W, 3) or (H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
-    a = np.asarray(images)
-    a = a[None] if a.ndim == 3 else a
-    return torch.from_numpy(np.array(a)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
-def tensor_to_image(x: torch.Tensor) -> np.ndarray:
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-
-
 def encode_image(backbone, images: np.ndarray) -> torch.Tensor:
     """Scaled VAE latents (posterior mean) of uint8 images."""
-    x = image_to_tensor(images).to(backbone.device, backbone.dtype)
+    a = np.asarray(images)
+    x = to_tensor(a[None] if a.ndim == 3 else a).to(backbone.device, backbone.dtype)
     return backbone.vae.encode(x).latent_dist.mode() * backbone.vae.config.scaling_factor
 
 
 def decode_latents(backbone, z: torch.Tensor) -> np.ndarray:
-    return tensor_to_image(backbone.vae.decode(z / backbone.vae.config.scaling_factor).sample)
+    return to_uint8(backbone.vae.decode(z / backbone.vae.config.scaling_factor).sample)
 
 
 def predict_noise(backbone, x: torch.Tensor, t: int, conditions: list[Condition]) -> list[torch.Tensor]:
