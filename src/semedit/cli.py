@@ -149,6 +149,27 @@ def edit(seed, changes, size, zoom, output, overwrite):
     click.echo(f"wrote {output}: changed {', '.join(e.changed)}; region covers {int(e.region.sum())} pixels")
 
 
+@world.command(name="render")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the record.")
+@click.option("--set", "changes", multiple=True, metavar="ATTRIBUTE=VALUE",
+              help="An attribute to set (repeatable), e.g. --set hair_colour=red.")
+@_size
+@_output
+@_overwrite
+def render_one(seed, changes, size, output, overwrite):
+    """One toon image that carries its record, ready for `semedit edit` (source prompt and maps derived)."""
+    from .world import describe, sample_record, save_toon_png
+
+    parsed = _parse_changes(changes)
+    _check_output(output, overwrite)
+    try:
+        rec = sample_record(seed).replace(**parsed)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
+    save_toon_png(output, rec, int(size))
+    click.echo(f"wrote {output}: {describe(rec)}")
+
+
 @world.command()
 @click.option("-n", "--count", type=click.IntRange(1, 32), default=4, show_default=True, help="Number of pairs.")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Base seed.")
@@ -238,6 +259,191 @@ def generate(prompt, model, pose, scribble, seed, steps, cfg, negative_prompt, o
     click.echo(f"wrote {output} ({size}x{size}, {steps} steps, {dt:.1f} s)")
 
 
+def _field_help(cls) -> dict[str, str]:
+    """A config field's trailing comment (the paper's default and section) as its option help."""
+    import inspect
+    import re
+
+    try:
+        src = inspect.getsource(cls)
+    except (OSError, TypeError):
+        return {}
+    return {m.group(1): m.group(2).strip() for m in re.finditer(r"^\s+(\w+):[^=\n]+=[^#\n]*#\s*(.+)$", src, re.M)}
+
+
+def _config_options(cls):
+    """One option per config field (bool: --x/--no-x), its default the paper's."""
+    import dataclasses
+    import typing
+
+    hints, helps = typing.get_type_hints(cls), _field_help(cls)
+    opts = []
+    for f in dataclasses.fields(cls):
+        t, flag = hints[f.name], "--" + f.name.replace("_", "-")
+        if t is bool:
+            opts.append(click.option(f"{flag}/--no-{flag[2:]}", f.name, default=f.default, show_default=True,
+                                     help=helps.get(f.name)))
+        elif t in (int, float, str):
+            opts.append(click.option(flag, f.name, type=t, default=f.default, show_default=True,
+                                     help=helps.get(f.name)))
+    return opts
+
+
+_EDIT_COMMON = ("image", "target", "source", "mask", "pose", "scribble", "source_pose", "source_scribble", "model",
+                "seed", "output", "overwrite", "save_intermediates")
+
+
+def _edit_command(name: str, cls) -> click.Command:
+    import dataclasses
+
+    def run(**kw):
+        _run_edit(name, cls, kw)
+
+    doc = (REGISTRY_DOCS.get(name) or "").strip()
+    cmd = click.Command(name, callback=run, help=doc, short_help=doc.split("\n")[0][:80] if doc else None)
+    image_opt = click.Path(exists=True, dir_okay=False, path_type=Path)
+    params = [
+        click.Argument(["image"], type=image_opt),
+        click.Option(["-t", "--target"], default=None, help="Target prompt: the edited image's description. "
+                     "Optional for layout-only edits (then the source prompt is kept)."),
+        click.Option(["-s", "--source"], default=None, help="Source prompt: the input image's description. "
+                     "Derived for toon PNGs (made by `semedit world render`) when omitted."),
+        click.Option(["--mask"], type=image_opt, default=None,
+                     help="Greyscale PNG, white = may change (methods that estimate a mask skip estimation)."),
+        click.Option(["--pose"], type=image_opt, default=None, help="Target pose drawing (needs a pose ControlNet)."),
+        click.Option(["--scribble"], type=image_opt, default=None,
+                     help="Target scribble map (needs a scribble ControlNet)."),
+        click.Option(["--source-pose"], type=image_opt, default=None,
+                     help="The input's pose drawing (derived for toon PNGs)."),
+        click.Option(["--source-scribble"], type=image_opt, default=None,
+                     help="The input's scribble map (derived for toon PNGs)."),
+        click.Option(["--model"], default="toon-64", show_default=True,
+                     help="toon-64, a diffusers SD folder or a hub id."),
+        click.Option(["--seed"], type=click.IntRange(0), default=0, show_default=True),
+        click.Option(["-o", "--output"], type=click.Path(dir_okay=False, path_type=Path), required=True,
+                     help="PNG file to write (a .json sidecar goes next to it)."),
+        click.Option(["--overwrite"], is_flag=True, help="Replace existing outputs."),
+        click.Option(["--save-intermediates"], is_flag=True,
+                     help="Also write the mask and intermediates next to the output."),
+    ]
+    clash = {o.name for o in params} & {f.name for f in dataclasses.fields(cls)}
+    if clash:
+        raise RuntimeError(f"{name}'s config fields clash with edit options: {clash}")
+    cmd.params = params
+    for opt in _config_options(cls):
+        opt(cmd)
+    return cmd
+
+
+REGISTRY_DOCS: dict[str, str] = {}
+
+
+class _EditGroup(click.Group):
+    """One subcommand per registered method, built on demand (importing the methods loads torch)."""
+
+    def _methods(self):
+        import sys
+
+        from .methods import REGISTRY
+
+        for name, m in REGISTRY.items():  # a method's help: the first paragraph of its module docstring
+            REGISTRY_DOCS.setdefault(name, (sys.modules[m.edit.__module__].__doc__ or "").strip().split("\n\n")[0])
+        return REGISTRY
+
+    def list_commands(self, ctx):
+        return sorted(self._methods())
+
+    def get_command(self, ctx, name):
+        methods = self._methods()
+        return _edit_command(name, methods[name].config) if name in methods else None
+
+
+@main.group(cls=_EditGroup)
+def edit():
+    """Edit an image with a method (`semedit edit METHOD --help` lists its settings, defaults from its paper).
+
+    Example: semedit edit diffedit toon.png -t "a cartoon woman with red hair" -o out.png
+    """
+
+
+def _run_edit(name, cls, kw):
+    import numpy as np
+    from PIL import Image
+
+    from .methods import EditRequest, make_config, run_edit, save_result
+    from .methods.base import result_paths
+    from .models.backbone import BackboneNotFound, load_backbone
+    from .world import describe, read_toon_record, render
+
+    output: Path = kw["output"]
+    if output.suffix.lower() != ".png":
+        raise click.BadParameter(f"{output} must end in .png", param_hint="'-o' / '--output'")
+    if not kw["overwrite"]:
+        clash = [str(p) for p in result_paths(output) if p.exists()]
+        if clash:
+            raise click.ClickException(f"{', '.join(clash)} exist(s); pass --overwrite to replace")
+    try:
+        config = make_config(name, **{k: v for k, v in kw.items() if k not in _EDIT_COMMON})
+    except (ValueError, TypeError) as e:
+        raise click.ClickException(str(e)) from None
+    try:
+        record = read_toon_record(kw["image"])
+    except (OSError, ValueError):
+        record = None
+    layout = {k: kw[k] for k in ("pose", "scribble") if kw[k]}
+    source = kw["source"] if kw["source"] is not None else (describe(record) if record else None)
+    if source is None:
+        raise click.UsageError("give --source (the input's description); it can only be derived for toon PNGs")
+    target = kw["target"] if kw["target"] is not None else (source if layout else None)
+    if target is None:
+        raise click.UsageError("give --target, --pose or --scribble: what should change?")
+    try:
+        bb = load_backbone(kw["model"])
+    except (BackboneNotFound, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    size = bb.image_size
+    image = _load_rgb(kw["image"], size, "image")
+    controls, source_controls = {}, {}
+    for kind, path in layout.items():
+        if kind not in bb.controlnets:
+            raise click.ClickException(f"{kw['model']} has no {kind} ControlNet (has: "
+                                       f"{', '.join(bb.controlnets) or 'none'})")
+        controls[kind] = _load_rgb(path, size, f"--{kind}")
+        src_path = kw[f"source_{kind}"]
+        if src_path:
+            source_controls[kind] = _load_rgb(src_path, size, f"--source-{kind}")
+        elif record is not None:
+            r = render(record, size)
+            source_controls[kind] = r.pose if kind == "pose" else np.repeat(r.scribble[..., None], 3, axis=2)
+    mask = None
+    if kw["mask"]:
+        m = Image.open(kw["mask"]).convert("L")
+        if m.size != (size, size):
+            raise click.ClickException(f"--mask is {m.width}x{m.height}; the model needs {size}x{size}")
+        mask = np.asarray(m) > 127
+    request = EditRequest(image=image, target_prompt=target, source_prompt=source, mask=mask, controls=controls,
+                          source_controls=source_controls)
+    try:
+        request.validate(size, tuple(bb.controlnets))
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    from tqdm import tqdm
+
+    bar = tqdm(desc=f"{name}: U-Net evaluations", unit="eval")
+    hook = bb.unet.register_forward_hook(lambda mod, args, out: bar.update(args[0].shape[0]))
+    try:
+        result = run_edit(name, bb, request, config, seed=kw["seed"])
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    finally:
+        hook.remove()
+        bar.close()
+    result.provenance.update(source_prompt=source, target_prompt=target, input=str(kw["image"]))
+    files = save_result(result, output, kw["save_intermediates"], overwrite=kw["overwrite"])
+    click.echo(f"wrote {', '.join(str(f) for f in files)} ({result.unet_evaluations} U-Net evaluations, "
+               f"{result.provenance['seconds']:.1f} s)")
+
+
 @main.group()
 def train():
     """Train the embedded toon-64 family (resumable; each prints where it saved and what it measured).
@@ -247,7 +453,8 @@ def train():
     """
 
 
-def _train_options(name, steps, batch_size, lr):
+def _train_options(name):
+    """Options shared by the training commands; steps, batch size and lr default to the recipe's TrainConfig."""
     def deco(f):
         for opt in reversed([
             click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/cache"),
@@ -256,9 +463,10 @@ def _train_options(name, steps, batch_size, lr):
                          show_default=True, help="Checkpoints, loss log and report."),
             click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
                          help="Where the final weights go (default: the embedded toon-64 folder)."),
-            click.option("--steps", type=click.IntRange(1), default=steps, show_default=True),
-            click.option("--batch-size", type=click.IntRange(1), default=batch_size, show_default=True),
-            click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=lr, show_default=True),
+            click.option("--steps", type=click.IntRange(1), default=None, help="Default: the recipe's."),
+            click.option("--batch-size", type=click.IntRange(1), default=None, help="Default: the recipe's."),
+            click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+                         help="Default: the recipe's."),
             click.option("--seed", type=click.IntRange(0), default=0, show_default=True),
             click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint and start again."),
         ]):
@@ -270,7 +478,9 @@ def _train_options(name, steps, batch_size, lr):
 def _train_config(default, steps, batch_size, lr, seed):
     import dataclasses
 
-    return dataclasses.replace(default, steps=steps, batch_size=batch_size, lr=lr, seed=seed,
+    steps = steps or default.steps
+    return dataclasses.replace(default, steps=steps, batch_size=batch_size or default.batch_size,
+                               lr=lr or default.lr, seed=seed,
                                checkpoint_every=min(default.checkpoint_every, steps),
                                log_every=min(default.log_every, steps), warmup=min(default.warmup, steps // 2))
 
@@ -313,7 +523,7 @@ def tokenizer(out, vocab_size, seed):
 
 
 @train.command()
-@_train_options("vae", 2500, 24, 1e-3)
+@_train_options("vae")
 def vae(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
     """Train the VAE (AutoencoderKL 64x64x3 -> 4x16x16); measures held-out PSNR and the latent scale."""
     from .models.toon64 import TOON64_DIR
@@ -325,7 +535,7 @@ def vae(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
 
 
 @train.command()
-@_train_options("clip", 2400, 128, 5e-4)
+@_train_options("clip")
 @click.option("--tokenizer", "tokenizer_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Tokenizer folder (default: the embedded one).")
 def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir):
@@ -340,7 +550,7 @@ def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir)
 
 
 @train.command()
-@_train_options("unet", 12000, 32, 4e-4)
+@_train_options("unet")
 @click.option("--init-from", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="Start from these U-Net weights (e.g. the embedded ones) instead of from scratch.")
 def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, init_from):
@@ -358,7 +568,7 @@ def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, init_from):
 
 @train.command()
 @click.argument("kind", type=click.Choice(["pose", "scribble"]))
-@_train_options("controlnet", 3000, 32, 3e-4)
+@_train_options("controlnet")
 def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh):
     """Train a ControlNet for the pose drawing or the scribble map on the frozen U-Net."""
     from .models.toon64 import TOON64_DIR
@@ -373,7 +583,7 @@ def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh):
 
 
 @train.command()
-@_train_options("evaluator", 4000, 64, 2e-3)
+@_train_options("evaluator")
 def evaluator(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
     """Train the attribute evaluator (the benchmark's judge) on renders and VAE reconstructions."""
     from .models.toon64 import TOON64_DIR

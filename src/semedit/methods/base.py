@@ -77,3 +77,98 @@ def register(name: str, config: type):
 
 def provenance(method: str, config, seed: int, backbone) -> dict:
     return {"method": method, "config": dataclasses.asdict(config), "seed": seed, "model": backbone.name}
+
+
+def make_config(method: str, **overrides):
+    """The method's config with some fields changed; unknown names and bad values are clear errors."""
+    if method not in REGISTRY:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(sorted(REGISTRY))}")
+    cls = REGISTRY[method].config
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(overrides) - known
+    if unknown:
+        raise ValueError(f"{method} has no setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
+    return cls(**overrides)
+
+
+def run_edit(method: str, backbone, request: EditRequest, config=None, seed: int = 0) -> EditResult:
+    """Run a registered method, recording its wall time in the provenance."""
+    import time
+
+    config = make_config(method) if config is None else config
+    if not isinstance(config, REGISTRY[method].config):
+        raise TypeError(f"{method} takes a {REGISTRY[method].config.__name__}, got {type(config).__name__}")
+    t0 = time.perf_counter()
+    result = REGISTRY[method].edit(backbone, request, config, seed)
+    result.provenance["seconds"] = round(time.perf_counter() - t0, 3)
+    result.provenance["unet_evaluations"] = result.unet_evaluations
+    return result
+
+
+def _picture(value) -> np.ndarray | None:
+    """uint8 RGB or [0, 1] float/bool HxW arrays as uint8 pictures; None for anything else."""
+    if isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 3 and value.shape[2] == 3:
+        return value
+    if isinstance(value, np.ndarray) and value.ndim == 2 and value.dtype != np.uint8:
+        return (np.clip(value.astype(np.float32), 0, 1) * 255).round().astype(np.uint8)
+    return None
+
+
+def result_paths(path, intermediates: dict | None = None) -> list:
+    """Every file `save_result` writes for an output path (to check them before running)."""
+    from pathlib import Path
+
+    path = Path(path)
+    out = [path, path.with_suffix(".json")]
+    if intermediates is not None:
+        out += [path.with_name(f"{path.stem}.{k}.png") for k, v in intermediates.items() if _picture(v) is not None]
+        out.append(path.with_name(f"{path.stem}.intermediates.safetensors"))
+    return out
+
+
+def save_result(result: EditResult, path, save_intermediates: bool = False, overwrite: bool = False) -> list:
+    """Write the edited image (PNG, provenance in its `semedit` text chunk), a JSON sidecar and, if
+    asked, the mask and every intermediate (pictures as PNG, tensors in one safetensors file).
+    Existing files are never replaced unless `overwrite`."""
+    import json
+    from pathlib import Path
+
+    import torch
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    path = Path(path)
+    pictures = dict(result.intermediates)
+    if result.mask is not None:
+        pictures["mask"] = np.asarray(result.mask, dtype=np.float32)
+    paths = result_paths(path, pictures if save_intermediates else None)
+    if not overwrite:
+        clash = [str(p) for p in paths if p.exists()]
+        if clash:
+            raise FileExistsError(f"{', '.join(clash)} exist(s); pass overwrite=True (--overwrite) to replace")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta = PngInfo()
+    meta.add_text("semedit", json.dumps(result.provenance))
+    Image.fromarray(result.image).save(path, pnginfo=meta)
+    written = [path]
+    tensors = {}
+    if save_intermediates:
+        for name, value in pictures.items():
+            pic = _picture(value)
+            if pic is not None:
+                p = path.with_name(f"{path.stem}.{name}.png")
+                Image.fromarray(pic).save(p)
+                written.append(p)
+            elif isinstance(value, torch.Tensor):
+                tensors[name] = value.detach().float().cpu().contiguous()
+            elif isinstance(value, dict) and all(isinstance(v, torch.Tensor) for v in value.values()):
+                tensors.update({f"{name}.{k}": v.detach().float().cpu().contiguous() for k, v in value.items()})
+        if tensors:
+            from safetensors.torch import save_file
+
+            p = path.with_name(f"{path.stem}.intermediates.safetensors")
+            save_file(tensors, str(p))
+            written.append(p)
+    sidecar = path.with_suffix(".json")
+    sidecar.write_text(json.dumps({**result.provenance, "files": [str(p) for p in written]}, indent=2))
+    return [*written, sidecar]

@@ -13,7 +13,7 @@ from .data import RenderCache
 from .toon64 import VAE_CONFIG
 from .training import TrainConfig, TrainRun
 
-VAE_TRAIN = TrainConfig(steps=2500, batch_size=24, lr=1e-3, warmup=100, checkpoint_every=250, seed=0)
+VAE_TRAIN = TrainConfig(steps=7000, batch_size=24, lr=1e-3, warmup=100, checkpoint_every=250, ema_decay=0.999, seed=0)
 KL_WEIGHT = 1e-6  # latents stay nearly deterministic, as in SD's VAE (kl weight 1e-6)
 
 
@@ -97,7 +97,7 @@ def train_vae(cache_dir: str | Path, run_dir: str | Path, out_dir: str | Path, c
         return _loss(run.module, images, cfg, run.device, g)
 
     def probe_psnr(step):
-        return {"heldout_psnr_200": float(psnr(reconstruct(run.unwrapped(), probe), probe).mean())}
+        return {"heldout_psnr_200": float(psnr(reconstruct(run.final_module(), probe), probe).mean())}
 
     run.run(loss_fn, on_checkpoint=probe_psnr)
     vae = run.final_module().float().eval()

@@ -4,7 +4,7 @@ diptychs and dataset export. Pure numpy/PIL (the torch datasets live in `semedit
 from .attributes import CATEGORICAL, IDENTITY_FIELDS, POSE_RANGES, ToonRecord, observable, record_seed, sample_record
 from .captions import CAPTION_FIELDS, captions, describe, diptych_caption, sample_prompt
 from .edits import EDIT_CLASSES, Diptych, GroundTruthEdit, diptych, ground_truth_edit, region_of, sample_pair
-from .export import export_dataset, read_export
+from .export import export_dataset, read_export, read_toon_record, save_toon_png
 from .maps import draw_pose, scribble_map
 from .render import SEG_CLASSES, SEG_PALETTE, ToonRender, colourise_seg, pose_keypoints, render
 
@@ -12,6 +12,6 @@ __all__ = [
     "CATEGORICAL", "IDENTITY_FIELDS", "POSE_RANGES", "ToonRecord", "observable", "record_seed", "sample_record",
     "CAPTION_FIELDS", "captions", "describe", "diptych_caption", "sample_prompt",
     "EDIT_CLASSES", "Diptych", "GroundTruthEdit", "diptych", "ground_truth_edit", "region_of", "sample_pair",
-    "export_dataset", "read_export", "draw_pose", "scribble_map",
+    "export_dataset", "read_export", "read_toon_record", "save_toon_png", "draw_pose", "scribble_map",
     "SEG_CLASSES", "SEG_PALETTE", "ToonRender", "colourise_seg", "pose_keypoints", "render",
 ]

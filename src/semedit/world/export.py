@@ -103,3 +103,24 @@ def read_export(folder: str | Path) -> tuple[dict, list[dict]]:
     with open(meta_path) as f:
         lines = [json.loads(line) for line in f if line.strip()]
     return info, lines
+
+
+TOON_PNG_KEY = "toon-record"  # PNG text chunk holding the record a toon image was rendered from
+
+
+def save_toon_png(path, rec: ToonRecord, size: int = 64) -> np.ndarray:
+    """Render `rec` to a PNG that carries its record, so edits can derive the source prompt and maps."""
+    from PIL.PngImagePlugin import PngInfo
+
+    image = render(rec, size).image
+    meta = PngInfo()
+    meta.add_text(TOON_PNG_KEY, json.dumps(rec.to_dict()))
+    Image.fromarray(image).save(path, pnginfo=meta)
+    return image
+
+
+def read_toon_record(path) -> ToonRecord | None:
+    """The record stored in a toon PNG by `save_toon_png`, or None for any other image."""
+    with Image.open(path) as img:
+        text = getattr(img, "text", {}).get(TOON_PNG_KEY)
+    return ToonRecord.from_dict(json.loads(text)) if text else None

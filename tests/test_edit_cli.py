@@ -1,0 +1,100 @@
+"""`semedit edit METHOD`: outputs, provenance, no overwriting, derived source prompts, clear errors."""
+
+import json
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from semedit.cli import main
+from semedit.world import describe, sample_record, save_toon_png
+
+SIZE = 16  # the tiny backbone's image size
+
+
+@pytest.fixture()
+def toon(tmp_path):
+    """A toon PNG carrying its record, shrunk to the tiny model's size (metadata kept)."""
+    from PIL.PngImagePlugin import PngInfo
+
+    rec = sample_record(5)
+    big = tmp_path / "toon64.png"
+    save_toon_png(big, rec)
+    meta = PngInfo()
+    meta.add_text("toon-record", Image.open(big).text["toon-record"])
+    path = tmp_path / "toon.png"
+    Image.open(big).resize((SIZE, SIZE), Image.BILINEAR).save(path, pnginfo=meta)
+    return path, rec
+
+
+def _edit(*args):
+    return CliRunner().invoke(main, ["edit", *map(str, args)], catch_exceptions=False)
+
+
+def test_edit_writes_image_and_provenance_and_never_overwrites(tiny_folder, toon, tmp_path):
+    src, rec = toon
+    out = tmp_path / "res" / "out.png"
+    r = _edit("sdedit", src, "-t", "a cartoon woman with red hair", "--model", tiny_folder, "--steps", 4,
+              "--seed", 3, "-o", out)
+    assert r.exit_code == 0, r.output
+    img = Image.open(out)
+    assert img.size == (SIZE, SIZE)
+    prov = json.loads(img.text["semedit"])
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert prov["method"] == side["method"] == "sdedit" and prov["seed"] == 3 and prov["config"]["steps"] == 4
+    assert side["source_prompt"] == describe(rec)  # derived from the toon PNG's record
+    assert side["unet_evaluations"] > 0 and side["model"] == str(tiny_folder)
+    before = out.read_bytes()
+    r = _edit("sdedit", src, "-t", "a cartoon man", "--model", tiny_folder, "--steps", 4, "-o", out)
+    assert r.exit_code != 0 and "--overwrite" in r.output
+    assert out.read_bytes() == before
+    # same seed and settings: the same image; --overwrite replaces
+    r = _edit("sdedit", src, "-t", "a cartoon woman with red hair", "--model", tiny_folder, "--steps", 4,
+              "--seed", 3, "-o", out, "--overwrite")
+    assert r.exit_code == 0
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(img))
+
+
+def test_edit_saves_intermediates(tiny_folder, toon, tmp_path):
+    src, _ = toon
+    out = tmp_path / "d.png"
+    r = _edit("diffedit", src, "-t", "a cartoon woman with red hair", "--model", tiny_folder, "--steps", 4,
+              "--mask-samples", 2, "-o", out, "--save-intermediates")
+    assert r.exit_code == 0, r.output
+    mask = np.asarray(Image.open(tmp_path / "d.mask.png"))
+    assert mask.shape == (SIZE, SIZE) and set(np.unique(mask)) <= {0, 255}
+    from safetensors.torch import load_file
+
+    t = load_file(tmp_path / "d.intermediates.safetensors")
+    assert {"inverted_latents.4", "mask_latent", "latents"} <= set(t)  # inverted latents by level (4 = input)
+    assert str(tmp_path / "d.mask.png") in json.loads((tmp_path / "d.json").read_text())["files"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["-t", "x", "--encode-ratio", "2"], "encode_ratio"),
+    ([], "--target"),
+    (["-t", "x", "--pose", "{img}"], "no pose ControlNet"),
+    (["-t", "x", "-o", "{tmp}/x.jpg"], "must end in .png"),
+])
+def test_edit_errors(tiny_folder, toon, tmp_path, args, message):
+    src, _ = toon
+    args = [a.format(img=src, tmp=tmp_path) for a in args]
+    if "-o" not in args:
+        args += ["-o", tmp_path / "o.png"]
+    r = _edit("diffedit", src, "--model", tiny_folder, *args)
+    assert r.exit_code != 0 and message in r.output, r.output
+    assert not (tmp_path / "o.png").exists()
+
+
+def test_edit_needs_source_for_plain_images_and_the_right_size(tiny_folder, tmp_path):
+    plain = tmp_path / "plain.png"
+    Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(plain)
+    r = _edit("sdedit", plain, "-t", "x", "--model", tiny_folder, "-o", tmp_path / "o.png")
+    assert r.exit_code != 0 and "--source" in r.output
+    big = tmp_path / "big.png"
+    Image.fromarray(np.zeros((SIZE * 2, SIZE * 2, 3), np.uint8)).save(big)
+    r = _edit("sdedit", big, "-s", "y", "-t", "x", "--model", tiny_folder, "-o", tmp_path / "o.png")
+    assert r.exit_code != 0 and f"needs {SIZE}x{SIZE}" in r.output
+    r = CliRunner().invoke(main, ["edit", "nosuchmethod", str(plain)])
+    assert r.exit_code != 0 and "nosuchmethod" in r.output
