@@ -168,3 +168,25 @@ def test_clip_training_runs_and_measures(tiny_cache, tmp_path):
     ids = torch.tensor([[0, 5, 9, 1]])
     with torch.no_grad():  # the text encoder is exactly CLIP's text tower
         assert torch.equal(text(ids)[0], clip.text_model(ids)[0])
+
+
+def test_evaluator_heads_and_round_trip(tmp_path):
+    from semedit.models.evaluator import ToonEvaluator, segmentation_accuracy
+    from semedit.world import SEG_CLASSES, render, sample_record
+
+    torch.manual_seed(0)
+    ev = ToonEvaluator(channels=(8, 16, 16))
+    recs = [sample_record(i) for i in range(3)]
+    renders = [render(r) for r in recs]
+    images = np.stack([r.image for r in renders])
+    seg = torch.from_numpy(np.stack([r.seg for r in renders]))
+    out = ev(torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1)
+    assert out["seg"].shape == (3, len(SEG_CLASSES), 64, 64) and out["pose"].shape == (3, 4)
+    loss = ev.loss(out, ev.targets(recs), seg)
+    assert torch.isfinite(loss) and loss > ev.loss(out, ev.targets(recs))  # the segmentation term counts
+    ev.save_pretrained(tmp_path / "ev")
+    ev2 = ToonEvaluator.from_pretrained(tmp_path / "ev")
+    assert np.array_equal(ev.segment(images), ev2.segment(images))
+    assert ev.predict(images) == ev2.predict(images)
+    assert segmentation_accuracy(seg.numpy(), seg.numpy()) == 1.0
+    assert segmentation_accuracy(seg.numpy(), seg.numpy() + 1, seg.numpy() == 0) == 0.0

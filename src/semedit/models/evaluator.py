@@ -1,5 +1,5 @@
-"""The attribute evaluator: a small CNN that predicts every world attribute and the head pose from
-a 64x64 image. It judges the benchmark and the toon-64 quality bars; no editing method uses it.
+"""The attribute evaluator: a small CNN that predicts every world attribute, the head pose and the
+segmentation map (SEG_CLASSES) from a 64x64 image. It judges the benchmark and the toon-64 quality bars; no editing method uses it.
 
 It is a diffusers `ModelMixin`, so it saves and loads with `save_pretrained` / `from_pretrained`
 (safetensors + config.json) like the rest of the family.
@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
-from ..world import CATEGORICAL, POSE_RANGES, ToonRecord, observable
+from ..world import CATEGORICAL, POSE_RANGES, SEG_CLASSES, ToonRecord, observable
 
 POSE_KEYS = ("head_x", "head_y", "head_scale", "head_tilt")
 
@@ -27,9 +27,10 @@ def _block(cin, cout, stride):
 class ToonEvaluator(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, channels: tuple[int, ...] = (32, 64, 128, 256), attributes: dict | None = None,
-                 pose_keys: tuple[str, ...] = POSE_KEYS):
+                 pose_keys: tuple[str, ...] = POSE_KEYS, seg_classes: int = len(SEG_CLASSES)):
         super().__init__()
         attributes = attributes or {k: list(v) for k, v in CATEGORICAL.items()}
+        self.register_to_config(attributes=attributes)  # the class order is part of the saved model
         # a full-resolution stem (gaze and eye colour are a pixel or two), then stride-2 stages
         layers = [nn.Sequential(nn.Conv2d(3, channels[0], 3, 1, 1), nn.SiLU())]
         cin = channels[0]
@@ -39,15 +40,31 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
         self.features = nn.Sequential(*layers)
         self.heads = nn.ModuleDict({k: nn.Linear(cin, len(v)) for k, v in attributes.items()})
         self.pose = nn.Linear(cin, len(pose_keys))
+        # per-pixel classes from the full-resolution stem and the upsampled first stage
+        self.seg = nn.Sequential(nn.Conv2d(channels[0] + channels[1], 64, 3, 1, 1), nn.SiLU(),
+                                 nn.Conv2d(64, seg_classes, 1))
+
+    def _run(self, images: torch.Tensor, with_seg: bool):
+        x, skips = images, []
+        for i, layer in enumerate(self.features):
+            x = layer(x)
+            if with_seg and i < 2:
+                skips.append(x)
+        seg = None
+        if with_seg:
+            up = F.interpolate(skips[1], size=skips[0].shape[-2:], mode="bilinear", align_corners=False)
+            seg = self.seg(torch.cat([skips[0], up], 1))
+        return x.mean(dim=(2, 3)), seg
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
         """Pooled features of images in [-1, 1] (the space of the evaluator Fréchet distance)."""
-        return self.features(images).mean(dim=(2, 3))
+        return self._run(images, False)[0]
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        h = self.embed(images)
+        h, seg = self._run(images, True)
         out = {k: head(h) for k, head in self.heads.items()}
         out["pose"] = self.pose(h)
+        out["seg"] = seg
         return out
 
     # --- targets and predictions in world terms -----------------------------------------------
@@ -62,10 +79,14 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
                                    dtype=torch.float32)
         return out
 
-    def loss(self, out: dict, targets: dict) -> torch.Tensor:
+    def loss(self, out: dict, targets: dict, seg: torch.Tensor | None = None) -> torch.Tensor:
+        """Cross-entropy per attribute + pose MSE (+ per-pixel cross-entropy against `seg`, N x H x W ids)."""
         total = sum(F.cross_entropy(out[k], targets[k].to(out[k].device), ignore_index=-1)
-                    for k in self.config.attributes)
-        return total + 4.0 * F.mse_loss(out["pose"], targets["pose"].to(out["pose"].device))
+                    for k in self.config.attributes if (targets[k] >= 0).any())  # all hidden: no term (not NaN)
+        total = total + 4.0 * F.mse_loss(out["pose"], targets["pose"].to(out["pose"].device))
+        if seg is not None:
+            total = total + F.cross_entropy(out["seg"], seg.long().to(out["seg"].device))
+        return total
 
     @torch.no_grad()
     def predict(self, images: np.ndarray | torch.Tensor, batch: int = 256) -> list[dict]:
@@ -84,6 +105,14 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
                 p.update({k: _denorm(k, float(pose[j, n])) for n, k in enumerate(self.config.pose_keys)})
                 preds.append(p)
         return preds
+
+    @torch.no_grad()
+    def segment(self, images, batch: int = 256) -> np.ndarray:
+        """Per-pixel class ids (N x H x W, SEG_CLASSES order) of uint8 images or tensors in [-1, 1]."""
+        self.eval()
+        x = _as_tensor(images)
+        return torch.cat([self(x[i:i + batch].to(self.device, self.dtype))["seg"].argmax(1).cpu()
+                          for i in range(0, len(x), batch)]).numpy().astype(np.uint8)
 
     @torch.no_grad()
     def features_of(self, images, batch: int = 256) -> np.ndarray:
@@ -119,6 +148,15 @@ def attribute_accuracy(preds: list[dict], records: list[ToonRecord]) -> dict[str
         hits = [p[k] == getattr(r, k) for p, r in zip(preds, records) if observable(r)[k]]
         out[k] = float(np.mean(hits)) if hits else float("nan")
     return out
+
+
+def segmentation_accuracy(pred: np.ndarray, true: np.ndarray, region: np.ndarray | None = None) -> float:
+    """Share of pixels (inside `region` if given) whose predicted class is the true one."""
+    hit = np.asarray(pred) == np.asarray(true)
+    if region is not None:
+        region = np.broadcast_to(np.asarray(region, bool), hit.shape)
+        return float(hit[region].mean()) if region.any() else float("nan")
+    return float(hit.mean())
 
 
 def pose_errors(preds: list[dict], records: list[ToonRecord]) -> dict[str, float]:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .data import RenderCache
-from .evaluator import ToonEvaluator, attribute_accuracy, pose_errors
+from .evaluator import ToonEvaluator, attribute_accuracy, pose_errors, segmentation_accuracy
 from .train_vae import reconstruct, to_tensor
 from .training import TrainConfig, TrainRun
 
@@ -30,9 +30,10 @@ def reconstructions(vae, images: np.ndarray, path: Path) -> np.ndarray:
     return np.load(path, mmap_mode="r")
 
 
-def evaluate(model: ToonEvaluator, images: np.ndarray, records) -> dict:
+def evaluate(model: ToonEvaluator, images: np.ndarray, records, seg: np.ndarray) -> dict:
     preds = model.predict(images)
-    return {"accuracy": attribute_accuracy(preds, records), "pose_mae": pose_errors(preds, records)}
+    return {"accuracy": attribute_accuracy(preds, records), "pose_mae": pose_errors(preds, records),
+            "segmentation_accuracy": segmentation_accuracy(model.segment(images), seg)}
 
 
 def train_evaluator(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | Path, out_dir: str | Path,
@@ -55,20 +56,23 @@ def train_evaluator(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | P
         x = to_tensor(imgs) + NOISE_STD * torch.rand(len(idx), 1, 1, 1, generator=g) * torch.randn(
             imgs.shape[0], 3, 64, 64, generator=g)
         out = run.module(x.to(run.device))
-        return run.unwrapped().loss(out, run.unwrapped().targets([train.records[i] for i in idx])), {}
+        seg = torch.from_numpy(np.asarray(train.arrays["seg"][idx]))
+        return run.unwrapped().loss(out, run.unwrapped().targets([train.records[i] for i in idx]), seg), {}
 
     held_r = np.asarray(heldout.arrays["image"][:eval_n])
     held_records = heldout.records[:eval_n]
+    held_seg = np.asarray(heldout.arrays["seg"][:eval_n])
 
     def probe(step):
-        acc = evaluate(run.unwrapped(), held_r[:500], held_records[:500])["accuracy"]
-        return {"min_accuracy_500": min(acc.values())}
+        ev = evaluate(run.unwrapped(), held_r[:500], held_records[:500], held_seg[:500])
+        return {"min_accuracy_500": min(ev["accuracy"].values()), "seg_accuracy_500": ev["segmentation_accuracy"]}
 
     run.run(loss_fn, on_checkpoint=probe)
     model = run.final_module().float().eval()
     held_v = reconstruct(vae, held_r)
     report = {"params": sum(p.numel() for p in model.parameters()), "steps": run.step, "heldout_n": len(held_r),
-              "renders": evaluate(model, held_r, held_records), "vae_reconstructions": evaluate(model, held_v, held_records)}
+              "renders": evaluate(model, held_r, held_records, held_seg),
+              "vae_reconstructions": evaluate(model, held_v, held_records, held_seg)}
     model.to(torch.float16).save_pretrained(out_dir, safe_serialization=True)
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))
     return report
