@@ -1,6 +1,7 @@
 """The toon-64 parts trained so far (committed weights) load and do their job."""
 
 import numpy as np
+import pytest
 import torch
 from diffusers import AutoencoderKL
 from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
@@ -34,3 +35,24 @@ def test_clip_matches_costume_and_background_and_text_tower():
         text_encoder = CLIPTextModel.from_pretrained(TOON64_DIR / "text_encoder", torch_dtype=torch.float32)
         ids = tok(["a cartoon woman, santa claus costume"], return_tensors="pt").input_ids
         assert torch.allclose(text_encoder(ids)[0], clip.text_model(ids)[0], atol=1e-5)
+
+
+def test_clip_score_and_direction_follow_the_caption():
+    from transformers import CLIPProcessor
+
+    from semedit.eval.clip_metrics import clip_score, directional_similarity
+    from semedit.world import describe
+
+    clip = CLIPModel.from_pretrained(TOON64_DIR / "clip", torch_dtype=torch.float32).eval()
+    proc = CLIPProcessor.from_pretrained(TOON64_DIR / "clip")
+    recs = [sample_record(record_seed(5, i)) for i in range(6)]
+    images = np.stack([render(r).image for r in recs])
+    texts = [describe(r) for r in recs]
+    matched, shuffled = clip_score(clip, proc, images, texts), clip_score(clip, proc, images, texts[1:] + texts[:1])
+    assert matched.mean() > shuffled.mean() + 20 and (matched >= 0).all()
+    a = ToonRecord(background="plain", costume="normal")
+    b = a.replace(background="beach", costume="santa")
+    ia, ib = render(a).image[None], render(b).image[None]
+    toward = directional_similarity(clip, proc, ia, ib, [describe(a)], [describe(b)])[0]
+    away = directional_similarity(clip, proc, ia, ib, [describe(b)], [describe(a)])[0]
+    assert toward > 0.3 and away == pytest.approx(-toward, abs=1e-5)

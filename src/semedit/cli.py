@@ -444,6 +444,86 @@ def _run_edit(name, cls, kw):
                f"{result.provenance['seconds']:.1f} s)")
 
 
+def _parse_method_settings(items, methods) -> dict:
+    """--config METHOD.FIELD=VALUE items as {method: config}, values typed by the config field."""
+    import dataclasses
+    import typing
+
+    from .methods import REGISTRY, make_config
+
+    changes: dict[str, dict] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        method, dot, name = key.strip().partition(".")
+        if not sep or not dot:
+            raise click.BadParameter(f"{item!r} is not METHOD.FIELD=VALUE", param_hint="'--config'")
+        if method not in methods:
+            raise click.BadParameter(f"{method!r} is not among --methods", param_hint="'--config'")
+        hints = typing.get_type_hints(REGISTRY[method].config)
+        if name not in hints:
+            known = ", ".join(f.name for f in dataclasses.fields(REGISTRY[method].config))
+            raise click.BadParameter(f"{method} has no setting {name!r}; known: {known}", param_hint="'--config'")
+        t = hints[name]
+        try:
+            changes.setdefault(method, {})[name] = (value.strip().lower() in ("1", "true", "yes")) if t is bool \
+                else t(value)
+        except ValueError:
+            raise click.BadParameter(f"{name} needs a {t.__name__}, got {value!r}", param_hint="'--config'") from None
+    try:
+        return {m: make_config(m, **c) for m, c in changes.items()}
+    except ValueError as e:
+        raise click.BadParameter(str(e), param_hint="'--config'") from None
+
+
+@main.command()
+@click.option("--methods", default="sdedit,diffedit", show_default=True, help="Comma-separated method names.")
+@click.option("--tasks", "kinds", default="all", show_default=True,
+              help="Comma-separated task kinds (expression, hair, glasses, costume, background, eyes, mouth, pose, "
+                   "scribble) or all.")
+@click.option("-n", "--n", "count", type=click.IntRange(1), default=50, show_default=True, help="Tasks per kind.")
+@click.option("--model", default="toon-64", show_default=True, help="toon-64, a diffusers SD folder or a hub id.")
+@click.option("--evaluator", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Evaluator folder (default: toon-64's).")
+@click.option("--config", "settings", multiple=True, metavar="METHOD.FIELD=VALUE",
+              help="A method setting (repeatable), e.g. --config sdedit.strength=0.8.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Seed of the task set.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out/bench"),
+              show_default=True, help="Folder for results.json, table.md and grid.png.")
+@click.option("--overwrite", is_flag=True, help="Replace results already in --out.")
+def bench(methods, kinds, count, model, evaluator, settings, seed, out, overwrite):
+    """The toon benchmark: every method on the same seeded edit tasks, judged by the evaluator."""
+    from tqdm import tqdm
+
+    from .eval.bench import TASK_KINDS, run_benchmark
+    from .methods import REGISTRY
+    from .models.backbone import BackboneNotFound, load_backbone, load_evaluator
+
+    names = [m.strip() for m in methods.split(",") if m.strip()]
+    unknown = [m for m in names if m not in REGISTRY]
+    if not names or unknown:
+        raise click.BadParameter(f"unknown method(s) {', '.join(unknown) or '(none given)'}; known: "
+                                 f"{', '.join(sorted(REGISTRY))}", param_hint="'--methods'")
+    kinds = list(TASK_KINDS) if kinds == "all" else [k.strip() for k in kinds.split(",") if k.strip()]
+    bad = [k for k in kinds if k not in TASK_KINDS]
+    if not kinds or bad:
+        raise click.BadParameter(f"unknown task kind(s) {', '.join(bad) or '(none given)'}; known: "
+                                 f"{', '.join(TASK_KINDS)}", param_hint="'--tasks'")
+    configs = _parse_method_settings(settings, names)
+    if not overwrite and (out / "results.json").exists():
+        raise click.ClickException(f"{out} holds benchmark results; pass --overwrite to replace them")
+    try:
+        bb = load_backbone(model)
+        ev = load_evaluator(evaluator)
+    except (BackboneNotFound, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    bar = tqdm(total=len(names) * len(kinds) * count, desc="bench", unit="edit")
+    report = run_benchmark(bb, ev, names, kinds, count, out, seed, configs, overwrite,
+                           progress=lambda row: bar.update(1))
+    bar.close()
+    click.echo((out / "table.md").read_text())
+    click.echo(f"wrote {out}/results.json, table.md, grid.png ({report['wall_seconds']:.0f} s)")
+
+
 @main.group()
 def train():
     """Train the embedded toon-64 family (resumable; each prints where it saved and what it measured).

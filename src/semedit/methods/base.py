@@ -63,14 +63,15 @@ class Method:
     name: str
     edit: Callable  # edit(backbone, request, config, seed) -> EditResult
     config: type
+    layout: bool = False  # takes layout conditions (ControlNet maps) besides text
 
 
 REGISTRY: dict[str, Method] = {}
 
 
-def register(name: str, config: type):
+def register(name: str, config: type, layout: bool = False):
     def deco(fn):
-        REGISTRY[name] = Method(name, fn, config)
+        REGISTRY[name] = Method(name, fn, config, layout)
         return fn
     return deco
 
@@ -98,6 +99,9 @@ def run_edit(method: str, backbone, request: EditRequest, config=None, seed: int
     config = make_config(method) if config is None else config
     if not isinstance(config, REGISTRY[method].config):
         raise TypeError(f"{method} takes a {REGISTRY[method].config.__name__}, got {type(config).__name__}")
+    if (request.controls or request.source_controls) and not REGISTRY[method].layout:
+        raise ValueError(f"{method} edits with text only; it takes no layout conditions "
+                         f"({', '.join(request.controls or request.source_controls)})")
     t0 = time.perf_counter()
     result = REGISTRY[method].edit(backbone, request, config, seed)
     result.provenance["seconds"] = round(time.perf_counter() - t0, 3)

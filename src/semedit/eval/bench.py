@@ -1,0 +1,346 @@
+"""The toon benchmark (DESIGN.md, "Evaluation"): fixed, seeded edit tasks on world renders (real
+images, not model samples), every method run on the same tasks, judged by the attribute evaluator
+and pixel metrics against the ground-truth edit.
+
+A task is a `GroundTruthEdit` (source and target renders, true edit region) plus what a method is
+given: prompts for text tasks, ControlNet maps for layout tasks (pose, scribble). Inputs are
+rendered at 64 px and resized to the model's size; outputs are resized back to 64 px for scoring,
+so the same tasks judge toon-64 and real Stable Diffusion weights.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..models.evaluator import segmentation_accuracy
+from ..world import (CATEGORICAL, IDENTITY_FIELDS, CAPTION_FIELDS, GroundTruthEdit, describe, ground_truth_edit,
+                     observable, render, sample_record)
+from .metrics import frechet_distance, mae, psnr, ssim
+
+TASK_SIZE = 64
+
+
+@dataclass(frozen=True)
+class TaskKind:
+    attribute: str  # the attribute the edit changes (and the evaluator judges)
+    condition: str  # "text", "pose" or "scribble": what tells the method the edit
+    caption_field: str | None  # the caption field naming the attribute (dropped from layout tasks' prompts)
+
+
+TASK_KINDS: dict[str, TaskKind] = {
+    "expression": TaskKind("expression", "text", "expression"),
+    "hair": TaskKind("hair_colour", "text", "hair"),
+    "glasses": TaskKind("glasses", "text", "glasses"),
+    "costume": TaskKind("costume", "text", "costume"),
+    "background": TaskKind("background", "text", "background"),
+    "eyes": TaskKind("eyes", "text", "eyes"),
+    "mouth": TaskKind("mouth", "text", "mouth"),
+    "pose": TaskKind("head_x", "pose", None),  # the head moves 4 px sideways
+    "scribble": TaskKind("hair_style", "scribble", "hair"),  # a new hair outline
+}
+POSE_SHIFT = 4.0  # px of head_x change in pose tasks
+POSE_SUCCESS_PX = 2.0  # a pose edit succeeds when the evaluator puts the head within this of the target
+
+
+@dataclass
+class BenchTask:
+    kind: str
+    index: int
+    seed: int
+    edit: GroundTruthEdit
+    source_prompt: str
+    target_prompt: str
+    controls: dict[str, np.ndarray] = field(default_factory=dict)
+    source_controls: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def attribute(self) -> str:
+        return TASK_KINDS[self.kind].attribute
+
+    @property
+    def target_value(self):
+        return getattr(self.edit.target, self.attribute)
+
+
+def _layout_map(r, kind: str) -> np.ndarray:
+    return r.pose if kind == "pose" else np.repeat(r.scribble[..., None], 3, axis=2)
+
+
+def make_task(kind: str, index: int, seed: int = 0) -> BenchTask:
+    """Task `index` of `kind`: deterministic from (seed, kind, index); sources are redrawn until the
+    judged attribute is visible before and after the edit."""
+    if kind not in TASK_KINDS:
+        raise ValueError(f"unknown task kind {kind!r}; known: {', '.join(TASK_KINDS)}")
+    tk = TASK_KINDS[kind]
+    ss = np.random.SeedSequence([seed, list(TASK_KINDS).index(kind), index])
+    rng = np.random.default_rng(ss)
+    for _ in range(1000):
+        rec_seed = int(rng.integers(2**31))
+        src = sample_record(rec_seed)
+        if tk.attribute == "head_x":
+            change = {"head_x": round(src.head_x - POSE_SHIFT if src.head_x >= 0 else src.head_x + POSE_SHIFT, 2)}
+        else:
+            values = [v for v in CATEGORICAL[tk.attribute] if v != getattr(src, tk.attribute)]
+            change = {tk.attribute: values[int(rng.integers(len(values)))]}
+        try:
+            e = ground_truth_edit(src, TASK_SIZE, **change)
+        except ValueError:  # e.g. a beard on a woman
+            continue
+        if tk.attribute != "head_x" and not (observable(src)[tk.attribute] and observable(e.target)[tk.attribute]):
+            continue
+        break
+    else:  # pragma: no cover - the world always has visible cases
+        raise RuntimeError(f"no visible {kind} edit found")
+    if tk.condition == "text":
+        sp, tp, controls, source_controls = describe(src), describe(e.target), {}, {}
+    else:  # layout edits keep the text, which does not name the changed attribute
+        fields = [f for f in CAPTION_FIELDS if f != tk.caption_field]
+        sp = tp = describe(src, fields)
+        controls = {tk.condition: _layout_map(e.target_render, tk.condition)}
+        source_controls = {tk.condition: _layout_map(e.source_render, tk.condition)}
+    return BenchTask(kind, index, int(ss.generate_state(1)[0]), e, sp, tp, controls, source_controls)
+
+
+def make_tasks(kinds, n: int, seed: int = 0) -> list[BenchTask]:
+    return [make_task(k, i, seed) for k in kinds for i in range(n)]
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    if img.shape[0] == size:
+        return img
+    pil = Image.fromarray(img)
+    resample = Image.NEAREST if img.ndim == 2 else (Image.BICUBIC if size > img.shape[0] else Image.BOX)
+    return np.asarray(pil.resize((size, size), resample))
+
+
+class PeakMemory:
+    """Peak resident memory (CPU, Linux: reset through /proc/self/clear_refs) or peak CUDA memory, in MiB."""
+
+    def __init__(self, device):
+        self.cuda = getattr(device, "type", str(device)) == "cuda"
+
+    def reset(self):
+        if self.cuda:
+            import torch
+
+            torch.cuda.reset_peak_memory_stats()
+        else:
+            try:
+                with open("/proc/self/clear_refs", "w") as f:
+                    f.write("5")
+            except OSError:
+                pass
+
+    def peak_mib(self) -> float:
+        if self.cuda:
+            import torch
+
+            return torch.cuda.max_memory_allocated() / 2**20
+        try:
+            for line in open("/proc/self/status"):
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+        except OSError:
+            pass
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_method(method: str, backbone, tasks: list[BenchTask], config=None, progress=None) -> list[dict]:
+    """Run one method on every task it can take; returns one row per task with the output (64 px)."""
+    from ..methods import REGISTRY, EditRequest, run_edit
+
+    rows = []
+    mem = PeakMemory(backbone.device)
+    size = backbone.image_size
+    for task in tasks:
+        row = {"method": method, "kind": task.kind, "index": task.index}
+        if progress is not None:
+            progress(row)
+        if TASK_KINDS[task.kind].condition != "text" and not REGISTRY[method].layout:
+            rows.append({**row, "skipped": "text-only method"})
+            continue
+        if any(k not in backbone.controlnets for k in task.controls):
+            rows.append({**row, "skipped": f"model has no {', '.join(task.controls)} ControlNet"})
+            continue
+        request = EditRequest(
+            image=_resize(task.edit.source_render.image, size), target_prompt=task.target_prompt,
+            source_prompt=task.source_prompt, controls={k: _resize(v, size) for k, v in task.controls.items()},
+            source_controls={k: _resize(v, size) for k, v in task.source_controls.items()})
+        mem.reset()
+        result = run_edit(method, backbone, request, config, seed=task.seed)
+        rows.append({**row, "output": _resize(result.image, TASK_SIZE), "unet_evaluations": result.unet_evaluations,
+                     "seconds": result.provenance["seconds"], "peak_memory_mib": round(mem.peak_mib(), 1)})
+    return rows
+
+
+def score(rows: list[dict], tasks: list[BenchTask], evaluator, clip=None, clip_processor=None) -> None:
+    """Add the per-task metrics to each row in place (rows and tasks in the same order)."""
+    done = [(r, t) for r, t in zip(rows, tasks) if "output" in r]
+    if not done:
+        return
+    outs = np.stack([r["output"] for r, _ in done])
+    preds = evaluator.predict(outs)
+    segs = evaluator.segment(outs)
+    if clip is not None:
+        from .clip_metrics import clip_score, directional_similarity
+
+        srcs = np.stack([t.edit.source_render.image for _, t in done])
+        cs = clip_score(clip, clip_processor, outs, [t.target_prompt for _, t in done])
+        ds = directional_similarity(clip, clip_processor, srcs, outs, [describe(t.edit.source) for _, t in done],
+                                    [describe(t.edit.target) for _, t in done])
+    for i, (r, t) in enumerate(done):
+        e, out, p = t.edit, r["output"], preds[i]
+        outside = ~e.region
+        r["preservation_mae"] = mae(out, e.source_render.image, outside)
+        r["preservation_psnr"] = psnr(out, e.source_render.image, outside)
+        r["preservation_ssim"] = ssim(out, e.source_render.image, outside)
+        r["gt_mae"] = mae(out, e.target_render.image)
+        r["gt_ssim"] = ssim(out, e.target_render.image)
+        if t.attribute == "head_x":
+            r["edit_success"] = float(abs(p["head_x"] - t.target_value) < POSE_SUCCESS_PX)
+        else:
+            r["edit_success"] = float(p[t.attribute] == t.target_value)
+        r["segmentation_accuracy_in_region"] = segmentation_accuracy(segs[i], e.target_render.seg, e.region)
+        shown = observable(e.target)
+        ids = [k for k in IDENTITY_FIELDS if shown[k]]
+        r["identity_agreement"] = float(np.mean([p[k] == getattr(e.target, k) for k in ids]))
+        if clip is not None:
+            r["clip_score"] = float(cs[i])
+            r["clip_directional"] = float(ds[i])
+
+
+METRICS = ("preservation_mae", "preservation_psnr", "preservation_ssim", "edit_success",
+           "segmentation_accuracy_in_region", "gt_mae", "gt_ssim", "identity_agreement", "clip_score",
+           "clip_directional", "unet_evaluations", "seconds", "peak_memory_mib")
+
+
+def summarise(rows: list[dict]) -> dict:
+    """Mean of every metric per (method, kind) and per method over all its tasks."""
+    out: dict = {}
+    for r in rows:
+        if "output" not in r:
+            continue
+        for key in (r["kind"], "all"):
+            out.setdefault(r["method"], {}).setdefault(key, []).append(r)
+    summary = {}
+    for m, kinds in out.items():
+        summary[m] = {}
+        for k, rs in kinds.items():
+            s = {"n": len(rs)}
+            for metric in METRICS:
+                vals = [r[metric] for r in rs if metric in r and np.isfinite(r[metric])]
+                if vals:
+                    s[metric] = float(np.mean(vals))
+            summary[m][k] = s
+    return summary
+
+
+def reference_features(evaluator, n: int = 1000, seed: int = 7_000_000) -> np.ndarray:
+    """Evaluator features of n fresh real renders (the Fréchet reference set)."""
+    return evaluator.features_of(np.stack([render(sample_record(seed + i)).image for i in range(n)]))
+
+
+def frechet_by_method(rows: list[dict], evaluator, reference: np.ndarray) -> dict[str, float]:
+    out = {}
+    for m in sorted({r["method"] for r in rows}):
+        outs = [r["output"] for r in rows if r["method"] == m and "output" in r]
+        if len(outs) > 1:
+            out[m] = frechet_distance(evaluator.features_of(np.stack(outs)), reference)
+    return out
+
+
+def frechet_floor(tasks: list[BenchTask], evaluator, reference: np.ndarray) -> dict[str, float]:
+    """The same distance for the tasks' ground-truth edits (real renders): the floor a method can reach."""
+    return {"ground_truth": frechet_distance(
+        evaluator.features_of(np.stack([t.edit.target_render.image for t in tasks])), reference)}
+
+
+def markdown_table(summary: dict, frechet: dict, kinds) -> str:
+    cols = [("preservation_mae", "MAE out ↓", "{:.4f}"), ("preservation_psnr", "PSNR out ↑", "{:.1f}"),
+            ("preservation_ssim", "SSIM out ↑", "{:.3f}"), ("edit_success", "success ↑", "{:.2f}"),
+            ("segmentation_accuracy_in_region", "seg acc in ↑", "{:.2f}"), ("gt_mae", "MAE gt ↓", "{:.4f}"),
+            ("gt_ssim", "SSIM gt ↑", "{:.3f}"), ("identity_agreement", "identity ↑", "{:.2f}"),
+            ("clip_score", "CLIP ↑", "{:.1f}"), ("clip_directional", "CLIP dir ↑", "{:.2f}"),
+            ("unet_evaluations", "U-Net evals", "{:.0f}"), ("seconds", "s / edit", "{:.2f}"),
+            ("peak_memory_mib", "peak MiB", "{:.0f}")]
+    lines = []
+    for k in [*kinds, "all"]:
+        lines += [f"\n**{k}**\n", "| method | n | " + " | ".join(c[1] for c in cols) + " |",
+                  "|---|---|" + "---|" * len(cols)]
+        for m, by_kind in summary.items():
+            if k not in by_kind:
+                continue
+            s = by_kind[k]
+            cells = [fmt.format(s[key]) if key in s else "–" for key, _, fmt in cols]
+            lines.append(f"| {m} | {s['n']} | " + " | ".join(cells) + " |")
+    lines += ["\n**Fréchet distance on evaluator features vs 1,000 real renders** (lower is better)\n",
+              "| set | distance |", "|---|---|"] + [f"| {m} | {v:.3f} |" for m, v in frechet.items()]
+    return "\n".join(lines) + "\n"
+
+
+def grid(tasks: list[BenchTask], rows: list[dict], methods: list[str], per_kind: int = 2, zoom: int = 2):
+    """Input | target condition | ground truth | each method, `per_kind` tasks of every kind, labelled."""
+    from ..world.sheets import _grid, _labelled
+
+    by = {(r["method"], r["kind"], r["index"]): r for r in rows}
+    cells, left = [], []
+    blank = np.full((TASK_SIZE, TASK_SIZE, 3), 255, np.uint8)
+    for t in tasks:
+        if t.index >= per_kind:
+            continue
+        cond = next(iter(t.controls.values()), blank)
+        row = [t.edit.source_render.image, cond, t.edit.target_render.image]
+        row += [by.get((m, t.kind, t.index), {}).get("output", blank) for m in methods]
+        cells.append(row)
+        left.append(f"{t.kind} -> {t.target_value}")
+    img = Image.fromarray(_grid(cells))
+    img = img.resize((img.width * zoom, img.height * zoom), Image.NEAREST)
+    return _labelled(img, left, ["input", "condition", "ground truth", *methods], (TASK_SIZE + 2) * zoom, 2 * zoom)
+
+
+def run_benchmark(backbone, evaluator, methods: list[str], kinds, n: int, out_dir, seed: int = 0,
+                  configs: dict | None = None, overwrite: bool = False, progress=None) -> dict:
+    """Run `methods` on n tasks of each kind; write results.json, table.md and grid.png to out_dir."""
+    out_dir = Path(out_dir)
+    files = [out_dir / f for f in ("results.json", "table.md", "grid.png")]
+    if not overwrite and any(f.exists() for f in files):
+        raise FileExistsError(f"{out_dir} holds benchmark results; pass overwrite=True (--overwrite) to replace them")
+    tasks = make_tasks(kinds, n, seed)
+    rows = []
+    t0 = time.perf_counter()
+    for m in methods:
+        mrows = run_method(m, backbone, tasks, (configs or {}).get(m), progress)
+        score(mrows, tasks, evaluator, backbone.clip, backbone.clip_processor)
+        rows += mrows
+    reference = reference_features(evaluator)
+    frechet = {**frechet_by_method(rows, evaluator, reference), **frechet_floor(tasks, evaluator, reference)}
+    summary = summarise(rows)
+    report = {"model": backbone.name, "methods": methods, "kinds": list(kinds), "n": n, "seed": seed,
+              "configs": {m: _config_dict(m, (configs or {}).get(m)) for m in methods},
+              "clip": backbone.clip is not None, "wall_seconds": round(time.perf_counter() - t0, 1),
+              "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
+              "not_computed": "LPIPS, Inception FID and ArcFace identity need their weights locally; none given",
+              "summary": summary, "frechet": frechet,
+              "tasks": [{k: v for k, v in r.items() if k != "output"} for r in rows]}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    files[0].write_text(json.dumps(report, indent=2, default=float))
+    files[1].write_text(markdown_table(summary, frechet, kinds))
+    grid(tasks, rows, methods).save(files[2])
+    return report
+
+
+def _config_dict(method, config):
+    import dataclasses
+
+    from ..methods import make_config
+
+    return dataclasses.asdict(config if config is not None else make_config(method))

@@ -1,0 +1,119 @@
+"""The toon benchmark: seeded tasks, metrics that see through an oracle and a do-nothing method,
+files written once, clear CLI errors."""
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from semedit.cli import main
+from semedit.eval.bench import (TASK_KINDS, make_task, make_tasks, run_benchmark, run_method, score,
+                                summarise)
+from semedit.methods.base import REGISTRY, EditResult, register
+from semedit.models.evaluator import ToonEvaluator
+from semedit.world import describe, observable
+
+
+@dataclass
+class _NoConfig:
+    pass
+
+
+@pytest.fixture(scope="module")
+def fake_methods():
+    """'oracle' returns the ground truth (looked up by input), 'identity' returns the input."""
+    truth = {}
+
+    @register("oracle", _NoConfig, layout=True)
+    def oracle(backbone, request, config, seed):
+        return EditResult(truth[request.image.tobytes()], None, {}, {"method": "oracle"}, 0)
+
+    @register("identity", _NoConfig, layout=True)
+    def identity(backbone, request, config, seed):
+        return EditResult(request.image.copy(), None, {}, {"method": "identity"}, 0)
+
+    yield truth
+    del REGISTRY["oracle"], REGISTRY["identity"]
+
+
+@dataclass
+class _FakeBackbone:
+    name: str = "fake"
+    image_size: int = 64
+    device: torch.device = torch.device("cpu")
+    controlnets: dict = None
+    clip: object = None
+    clip_processor: object = None
+
+    def __post_init__(self):
+        self.controlnets = {"pose": None, "scribble": None}
+
+
+@pytest.fixture(scope="module")
+def evaluator():
+    torch.manual_seed(0)
+    return ToonEvaluator(channels=(8, 16, 16)).eval()  # untrained: the plumbing, not the judgement
+
+
+@pytest.mark.parametrize("kind", list(TASK_KINDS))
+def test_tasks_are_seeded_and_well_formed(kind):
+    a, b, c = make_task(kind, 3), make_task(kind, 3), make_task(kind, 4)
+    assert a.edit.source == b.edit.source and a.target_prompt == b.target_prompt and a.seed == b.seed
+    assert a.edit.source != c.edit.source
+    attr = TASK_KINDS[kind].attribute
+    assert getattr(a.edit.source, attr) != getattr(a.edit.target, attr) and a.edit.changed == (attr,)
+    if TASK_KINDS[kind].condition == "text":
+        assert a.source_prompt == describe(a.edit.source) and a.target_prompt == describe(a.edit.target)
+        assert a.source_prompt != a.target_prompt and not a.controls
+        assert observable(a.edit.source)[attr] and observable(a.edit.target)[attr]
+    else:
+        cond = TASK_KINDS[kind].condition
+        assert a.source_prompt == a.target_prompt
+        assert a.controls[cond].shape == (64, 64, 3) and not np.array_equal(a.controls[cond], a.source_controls[cond])
+    if kind == "pose":
+        assert abs(a.edit.target.head_x - a.edit.source.head_x) == pytest.approx(4.0)
+
+
+def test_metrics_see_the_oracle_and_the_do_nothing_method(fake_methods, evaluator):
+    tasks = make_tasks(["hair", "pose"], 2)
+    for t in tasks:
+        fake_methods[t.edit.source_render.image.tobytes()] = t.edit.target_render.image
+    bb = _FakeBackbone()
+    rows = {}
+    for m in ("oracle", "identity"):
+        rows[m] = run_method(m, bb, tasks)
+        score(rows[m], tasks, evaluator)
+    for o, i in zip(rows["oracle"], rows["identity"]):
+        assert o["preservation_mae"] == 0 and o["gt_mae"] == 0 and o["gt_ssim"] == pytest.approx(1.0)
+        assert i["preservation_mae"] == 0 and i["gt_mae"] > 0
+        assert o["edit_success"] in (0.0, 1.0) and 0 <= o["identity_agreement"] <= 1
+    s = summarise(rows["oracle"] + rows["identity"])
+    assert s["oracle"]["all"]["n"] == 4 and s["identity"]["hair"]["gt_mae"] > 0
+
+
+def test_text_only_methods_skip_layout_tasks_and_results_are_not_overwritten(tiny, evaluator, tmp_path):
+    report = run_benchmark(tiny, evaluator, ["sdedit"], ["hair", "pose"], 1, tmp_path,
+                           configs={"sdedit": REGISTRY["sdedit"].config(steps=4)})
+    tasks = report["tasks"]
+    assert [t["kind"] for t in tasks] == ["hair", "pose"]
+    assert "skipped" in tasks[1] and tasks[0]["unet_evaluations"] > 0 and "preservation_mae" in tasks[0]
+    assert {"results.json", "table.md", "grid.png"} <= {p.name for p in tmp_path.iterdir()}
+    table = (tmp_path / "table.md").read_text()
+    assert "| sdedit | 1 |" in table and "ground_truth" in table
+    with pytest.raises(FileExistsError, match="overwrite"):
+        run_benchmark(tiny, evaluator, ["sdedit"], ["hair"], 1, tmp_path)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--methods", "nope"], "unknown method"),
+    (["--tasks", "hair,nope"], "unknown task kind"),
+    (["--config", "sdedit.strength=2"], "strength"),
+    (["--config", "sdedit.nope=1"], "no setting"),
+    (["--config", "diffedit.steps=3"], "not among --methods"),
+])
+def test_bench_cli_errors(args, message, tmp_path):
+    r = CliRunner().invoke(main, ["bench", "--methods", "sdedit", "--out", str(tmp_path / "b"), *args])
+    assert r.exit_code != 0 and message in r.output, r.output
+    assert not (tmp_path / "b").exists()
