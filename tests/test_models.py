@@ -190,3 +190,16 @@ def test_evaluator_heads_and_round_trip(tmp_path):
     assert ev.predict(images) == ev2.predict(images)
     assert segmentation_accuracy(seg.numpy(), seg.numpy()) == 1.0
     assert segmentation_accuracy(seg.numpy(), seg.numpy() + 1, seg.numpy() == 0) == 0.0
+
+
+def test_contrastive_loss_with_negatives():
+    from semedit.models.train_clip import contrastive_loss_with_negatives
+
+    torch.manual_seed(0)
+    logits = torch.randn(4, 4)
+    clip_loss = 0.5 * (torch.nn.functional.cross_entropy(logits, torch.arange(4))
+                       + torch.nn.functional.cross_entropy(logits.T, torch.arange(4)))
+    assert torch.allclose(contrastive_loss_with_negatives(logits), clip_loss)  # no negatives: CLIP's own loss
+    # a hard negative that scores high for image 0 raises the loss; the text->image half ignores it
+    hard = torch.cat([logits, torch.tensor([[10.0], [0], [0], [0]])], 1)
+    assert contrastive_loss_with_negatives(hard) > clip_loss

@@ -21,6 +21,7 @@ from .training import TrainConfig, TrainRun
 
 CLIP_TRAIN = TrainConfig(steps=2400, batch_size=128, lr=5e-4, warmup=200, weight_decay=0.1, checkpoint_every=500,
                          seed=0)
+HARD_NEGATIVE_SHARE = 0.5  # share of a batch's images that also meet a one-attribute-off caption
 IMAGE_MEAN = [0.5, 0.5, 0.5]  # CLIPImageProcessor settings for toon-64: images in [-1, 1]
 IMAGE_STD = [0.5, 0.5, 0.5]
 ZERO_SHOT_ATTRIBUTES = ("expression", "hair_colour", "glasses", "costume", "background", "presentation",
@@ -62,6 +63,42 @@ def training_caption(rec, rng: np.random.Generator) -> str:
         return describe(rec)
     k = int(rng.integers(1, 5))
     return describe(rec, ["presentation"] + list(rng.choice(CAPTION_FIELDS[1:], k, replace=False)))
+
+
+# Attributes whose hard-negative captions are drawn (the small face parts first: in-batch
+# negatives almost always differ in hair or background, so without these CLIP ignores faces).
+HARD_NEGATIVE_FIELDS = {"expression": 3, "glasses": 2, "eyes": 1, "mouth": 1, "gaze": 1, "hair": 1, "costume": 1,
+                        "background": 1, "beard": 1}
+
+
+def hard_negative_pair(rec, rng: np.random.Generator) -> tuple[str, str]:
+    """A caption of `rec` and the same caption of a copy with one attribute changed (a hard negative)."""
+    from ..world import CATEGORICAL
+
+    names, weights = list(HARD_NEGATIVE_FIELDS), np.array(list(HARD_NEGATIVE_FIELDS.values()), float)
+    for _ in range(20):
+        f = names[int(rng.choice(len(names), p=weights / weights.sum()))]
+        attr = {"hair": "hair_colour"}.get(f, f)
+        values = [v for v in CATEGORICAL[attr] if v != getattr(rec, attr)]
+        try:
+            neg = rec.replace(**{attr: values[int(rng.integers(len(values)))]})
+        except ValueError:
+            continue
+        k = int(rng.integers(0, 4))
+        others = [c for c in CAPTION_FIELDS[1:] if c != f]
+        fields = ["presentation", f, *rng.choice(others, k, replace=False)]
+        pos, negc = describe(rec, fields), describe(neg, fields)
+        if pos != negc:
+            return pos, negc
+    return describe(rec), describe(rec)
+
+
+def contrastive_loss_with_negatives(logits_per_image: torch.Tensor) -> torch.Tensor:
+    """CLIP's symmetric InfoNCE when the text set holds the N positives (text i for image i) followed
+    by extra hard-negative captions: images choose among all texts, texts among the images."""
+    n = logits_per_image.shape[0]
+    target = torch.arange(n, device=logits_per_image.device)
+    return 0.5 * (F.cross_entropy(logits_per_image, target) + F.cross_entropy(logits_per_image[:, :n].T, target))
 
 
 def build_clip(vocab_size: int):
@@ -124,9 +161,14 @@ def train_clip(cache_dir: str | Path, tokenizer_dir: str | Path, run_dir: str | 
         idx = np.sort(torch.randint(len(train), (cfg.batch_size,), generator=g).numpy())
         rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=g)))
         texts = [training_caption(train.records[i], rng) for i in idx]
+        n_hard = int(round(HARD_NEGATIVE_SHARE * len(idx)))  # these images get a hard-negative pair instead
+        negatives = []
+        for j in range(n_hard):
+            texts[j], neg = hard_negative_pair(train.records[idx[j]], rng)
+            negatives.append(neg)
         out = run.module(pixel_values=to_tensor(images[idx]).to(run.device),
-                         **tokenize(tokenizer, texts, run.device), return_loss=True)
-        return out.loss, {}
+                         **tokenize(tokenizer, texts + negatives, run.device))
+        return contrastive_loss_with_negatives(out.logits_per_image), {}
 
     held_images = np.asarray(heldout.arrays["image"][:eval_n])
     held_records = heldout.records[:eval_n]
