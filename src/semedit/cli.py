@@ -618,14 +618,17 @@ def vae(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
 @_train_options("clip")
 @click.option("--tokenizer", "tokenizer_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Tokenizer folder (default: the embedded one).")
-def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir):
+@click.option("--text-encoder/--no-text-encoder", default=True, show_default=True,
+              help="Also write the text tower as text_encoder/ (--no-text-encoder keeps the one a trained U-Net uses).")
+def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir, text_encoder):
     """Train the small CLIP (text + vision towers, contrastive); measures zero-shot accuracy and retrieval."""
     from .models.toon64 import TOON64_DIR
     from .models.train_clip import CLIP_TRAIN, train_clip
 
     out = out or TOON64_DIR
     report = train_clip(cache, tokenizer_dir or TOON64_DIR / "tokenizer", run_dir, out,
-                        _train_config(CLIP_TRAIN, steps, batch_size, lr, seed), resume=not fresh)
+                        _train_config(CLIP_TRAIN, steps, batch_size, lr, seed), resume=not fresh,
+                        write_text_encoder=text_encoder)
     _report("clip", report, out / "clip")
 
 

@@ -147,7 +147,8 @@ def zero_shot_accuracy(model, tokenizer, images: np.ndarray, records, attributes
 
 
 def train_clip(cache_dir: str | Path, tokenizer_dir: str | Path, run_dir: str | Path, out_dir: str | Path,
-               cfg: TrainConfig = CLIP_TRAIN, resume: bool = True, eval_n: int = 1000) -> dict:
+               cfg: TrainConfig = CLIP_TRAIN, resume: bool = True, eval_n: int = 1000,
+               write_text_encoder: bool = True) -> dict:
     from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer
 
     tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir)
@@ -185,10 +186,10 @@ def train_clip(cache_dir: str | Path, tokenizer_dir: str | Path, run_dir: str | 
               "retrieval_top1_of_100": retrieval_top1(model, tokenizer, held_images, held_records)}
     out_dir = Path(out_dir)
     model.to(torch.float16).save_pretrained(out_dir / "clip", safe_serialization=True)
-    # the text tower alone conditions the U-Net, as text_encoder/ of a Stable Diffusion folder
-    text_encoder = CLIPTextModel(model.config.text_config)
-    text_encoder.load_state_dict(model.text_model.state_dict())
-    text_encoder.to(torch.float16).save_pretrained(out_dir / "text_encoder", safe_serialization=True)
+    if write_text_encoder:  # the text tower alone conditions the U-Net, as text_encoder/ of an SD folder
+        text_encoder = CLIPTextModel(model.config.text_config)
+        text_encoder.load_state_dict(model.text_model.state_dict())
+        text_encoder.to(torch.float16).save_pretrained(out_dir / "text_encoder", safe_serialization=True)
     tokenizer.save_pretrained(out_dir / "clip")
     CLIPImageProcessor(size={"shortest_edge": 64}, crop_size={"height": 64, "width": 64}, image_mean=IMAGE_MEAN,
                        image_std=IMAGE_STD).save_pretrained(out_dir / "clip")
