@@ -11,6 +11,7 @@ import torch
 
 from .data import RenderCache
 from .evaluator import ToonEvaluator, attribute_accuracy, pose_errors, segmentation_accuracy
+from .train_unet import weights_tag
 from .train_vae import reconstruct, to_tensor
 from .training import TrainConfig, TrainRun
 
@@ -44,7 +45,7 @@ def train_evaluator(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | P
     vae = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=torch.float32)
     train, heldout = RenderCache(Path(cache_dir) / "train"), RenderCache(Path(cache_dir) / "heldout")
     renders = train.arrays["image"]
-    recons = reconstructions(vae, renders, run_dir / "recon_train.npy")
+    recons = reconstructions(vae, renders, run_dir / f"recon_train_{weights_tag(Path(vae_dir))}.npy")
     torch.manual_seed(cfg.seed)
     model = ToonEvaluator()
     run = TrainRun(run_dir, cfg, model, "evaluator", resume=resume)

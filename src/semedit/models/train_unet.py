@@ -31,6 +31,16 @@ def encode_latents(vae, images: np.ndarray, batch: int = 250) -> torch.Tensor:
     return torch.cat(out)
 
 
+def weights_tag(folder: Path) -> str:
+    """A short hash of a model folder's safetensors (names caches derived from those weights)."""
+    import hashlib
+
+    h = hashlib.sha1()
+    for f in sorted(Path(folder).glob("*.safetensors")):
+        h.update(f.read_bytes())
+    return h.hexdigest()[:10]
+
+
 def latents_cache(vae, images: np.ndarray, path: Path) -> torch.Tensor:
     from safetensors.torch import load_file, save_file
 
@@ -79,8 +89,9 @@ def train_unet(cache_dir: str | Path, family_dir: str | Path, run_dir: str | Pat
     text_encoder = CLIPTextModel.from_pretrained(family_dir / "text_encoder", torch_dtype=torch.float32).eval()
     vae = AutoencoderKL.from_pretrained(family_dir / "vae", torch_dtype=torch.float32)
     train, pairs = RenderCache(Path(cache_dir) / "train"), PairCache(Path(cache_dir) / "pairs")
-    z_single = latents_cache(vae, train.arrays["image"], run_dir / "latents_train.safetensors")
-    z_pair = latents_cache(vae, pairs.image, run_dir / "latents_pairs.safetensors")
+    tag = weights_tag(family_dir / "vae")  # a retrained VAE gets fresh latent caches
+    z_single = latents_cache(vae, train.arrays["image"], run_dir / f"latents_train_{tag}.safetensors")
+    z_pair = latents_cache(vae, pairs.image, run_dir / f"latents_pairs_{tag}.safetensors")
     scheduler = DDPMScheduler.from_config(SCHEDULER_CONFIG)
     torch.manual_seed(cfg.seed)
     if init_from is not None:
