@@ -11,7 +11,7 @@ import torch
 from .data import RenderCache
 from .toon64 import CONTROLNET_CONDITIONING_CHANNELS, SCHEDULER_CONFIG
 from .train_clip import training_caption
-from .train_unet import diffusion_loss, encode_text, latents_cache, noised
+from .train_unet import diffusion_loss, encode_text, latents_cache, latents_path, noised
 from .training import TrainConfig, TrainRun
 
 CONTROLNET_TRAIN = TrainConfig(steps=3000, batch_size=32, lr=3e-4, warmup=100, checkpoint_every=500, seed=0)
@@ -21,7 +21,7 @@ CONTROL_KINDS = ("pose", "scribble")
 
 def control_tensor(maps: np.ndarray) -> torch.Tensor:
     """uint8 maps (NxHxWx3 drawings or NxHxW scribbles) -> float Nx3xHxW in [0, 1]."""
-    x = torch.from_numpy(np.ascontiguousarray(maps)).float() / 255.0
+    x = torch.from_numpy(np.array(maps)).float() / 255.0  # a copy: cache arrays are read-only memmaps
     return x[:, None].expand(-1, 3, -1, -1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
 
 
@@ -46,7 +46,7 @@ def train_controlnet(kind: str, cache_dir: str | Path, family_dir: str | Path, r
     unet = UNet2DConditionModel.from_pretrained(family_dir / "unet", torch_dtype=torch.float32).eval()
     unet.requires_grad_(False)
     train = RenderCache(Path(cache_dir) / "train")
-    z = latents_cache(vae, train.arrays["image"], run_dir.parent / "unet" / "latents_train.safetensors")
+    z = latents_cache(vae, train.arrays["image"], latents_path(cache_dir, "train", family_dir / "vae"))
     maps = train.arrays[kind]
     scheduler = DDPMScheduler.from_config(SCHEDULER_CONFIG)
     torch.manual_seed(cfg.seed)

@@ -41,6 +41,11 @@ def weights_tag(folder: Path) -> str:
     return h.hexdigest()[:10]
 
 
+def latents_path(cache_dir, name: str, vae_dir: Path) -> Path:
+    """Where the latents of a render cache live, keyed by the VAE weights (a retrained VAE gets fresh ones)."""
+    return Path(cache_dir) / "latents" / f"{name}_{weights_tag(vae_dir)}.safetensors"
+
+
 def latents_cache(vae, images: np.ndarray, path: Path) -> torch.Tensor:
     from safetensors.torch import load_file, save_file
 
@@ -89,9 +94,8 @@ def train_unet(cache_dir: str | Path, family_dir: str | Path, run_dir: str | Pat
     text_encoder = CLIPTextModel.from_pretrained(family_dir / "text_encoder", torch_dtype=torch.float32).eval()
     vae = AutoencoderKL.from_pretrained(family_dir / "vae", torch_dtype=torch.float32)
     train, pairs = RenderCache(Path(cache_dir) / "train"), PairCache(Path(cache_dir) / "pairs")
-    tag = weights_tag(family_dir / "vae")  # a retrained VAE gets fresh latent caches
-    z_single = latents_cache(vae, train.arrays["image"], run_dir / f"latents_train_{tag}.safetensors")
-    z_pair = latents_cache(vae, pairs.image, run_dir / f"latents_pairs_{tag}.safetensors")
+    z_single = latents_cache(vae, train.arrays["image"], latents_path(cache_dir, "train", family_dir / "vae"))
+    z_pair = latents_cache(vae, pairs.image, latents_path(cache_dir, "pairs", family_dir / "vae"))
     scheduler = DDPMScheduler.from_config(SCHEDULER_CONFIG)
     torch.manual_seed(cfg.seed)
     if init_from is not None:
