@@ -20,7 +20,7 @@ from PIL import Image
 from semedit.eval.metrics import edge_f_score, frechet_distance
 from semedit.models.backbone import load_backbone, load_evaluator
 from semedit.models.data import RenderCache
-from semedit.models.evaluator import attribute_accuracy, pose_errors
+from semedit.models.evaluator import attribute_accuracy, pose_errors, segmentation_accuracy
 from semedit.models.train_clip import retrieval_top1, zero_shot_accuracy
 from semedit.models.train_vae import psnr, reconstruct
 from semedit.world import ToonRecord, captions, observable, sample_prompt, scribble_map
@@ -106,16 +106,20 @@ def main():
                                                                 ("attribute", "accuracy")))
         print(f"text-to-image retrieval top-1 among 100: {r1:.1%}")
 
-    evaluator = load_evaluator()
+    evaluator = load_evaluator() if {"evaluator", "unet", "controlnet"} & set(parts) else None
     if "evaluator" in parts:
         rec = reconstruct(bb.vae, images)
+        seg = np.asarray(held.arrays["seg"][:1000])
         res = {}
         for name, imgs in (("renders", images), ("vae_reconstructions", rec)):
             preds = evaluator.predict(imgs)
-            res[name] = {"accuracy": attribute_accuracy(preds, records), "pose_mae": pose_errors(preds, records)}
+            res[name] = {"accuracy": attribute_accuracy(preds, records), "pose_mae": pose_errors(preds, records),
+                         "segmentation_accuracy": segmentation_accuracy(evaluator.segment(imgs), seg)}
         results["evaluator"] = res
         rows = [(k, f"{res['renders']['accuracy'][k]:.1%}", f"{res['vae_reconstructions']['accuracy'][k]:.1%}")
                 for k in res["renders"]["accuracy"]]
+        rows += [("segmentation (pixels)", f"{res['renders']['segmentation_accuracy']:.1%}",
+                  f"{res['vae_reconstructions']['segmentation_accuracy']:.1%}")]
         rows += [(f"{k} MAE", f"{res['renders']['pose_mae'][k]:.2f}", f"{res['vae_reconstructions']['pose_mae'][k]:.2f}")
                  for k in res["renders"]["pose_mae"]]
         print("\n### Evaluator (held-out, 1000)\n" + table(rows, ("attribute", "renders", "VAE reconstructions")))
