@@ -71,3 +71,18 @@ def test_unipc_sampling_matches_the_diffusers_pipeline(tmp_path):
     with torch.no_grad():
         ours = scheduler_sample(GuidedNoise(bb, Condition(null), Condition(text), 4.0), x, sched)
     assert torch.allclose(ours, ref, atol=1e-4)
+
+
+def test_control_map_converts_layouts_as_in_training(tiny):
+    import numpy as np
+
+    from semedit.engine.conditioning import control_map
+    from semedit.models.train_controlnet import control_tensor
+
+    scribble = (np.random.default_rng(0).random((16, 16)) > 0.5).astype(np.uint8) * 255
+    m = control_map(tiny, scribble)
+    assert m.shape == (1, 3, 16, 16) and m.dtype == tiny.dtype and set(m.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(m, control_map(tiny, np.repeat(scribble[..., None], 3, axis=2)))
+    assert torch.equal(m, control_tensor(scribble[None]))
+    with pytest.raises(ValueError, match="uint8"):
+        control_map(tiny, scribble.astype(np.float32))

@@ -108,3 +108,37 @@ def test_latent_optimisation():
     assert optimise_latents(x, loss, steps=0, lr=0.1) is x
     assert loss(optimise_latents(x, loss, steps=50, lr=0.1)) < 0.1 * loss(x)
     assert not x.requires_grad
+
+
+def test_before_step_replaces_the_latent_going_into_the_model(x0):
+    from semedit.engine.ddim import q_sample, seeded_noise
+
+    s = make_schedule(SCHEDULER_CONFIG, 5)
+    seen, fed = [], []
+    record = lambda x, t: fed.append(x.clone()) or eps_fn(x, t)  # noqa: E731
+    out = ddim_sample(record, x0, s, start_index=2, before_step=lambda level, x: seen.append(level) or x + 1)
+    assert seen == [2, 3, 4] and torch.equal(fed[0], x0 + 1)
+    plain = ddim_sample(eps_fn, x0, s, start_index=2)
+    assert not torch.allclose(out, plain)
+    assert torch.equal(ddim_sample(eps_fn, x0, s, start_index=2, before_step=lambda level, x: x), plain)
+    n = seeded_noise(x0.shape, 3, x0)
+    assert n.dtype == x0.dtype and torch.equal(n, seeded_noise(x0.shape, 3, x0))
+    a = float(s.alphas[1])
+    assert torch.allclose(q_sample(x0, n, a), a**0.5 * x0 + (1 - a) ** 0.5 * n)
+
+
+def test_masked_and_cosine_losses():
+    from semedit.engine.optimise import cosine_distance, latent_gradient, masked_squared_error
+
+    g = torch.Generator().manual_seed(0)
+    y, x = torch.randn(2, 4, 4, 4, generator=g), torch.randn(2, 4, 4, 4, generator=g)
+    w = torch.zeros(2, 1, 4, 4)
+    w[..., :2] = 1
+    assert float(masked_squared_error(y, x)) == pytest.approx(float(((y - x) ** 2).sum()), rel=1e-6)
+    grad = latent_gradient(y, lambda v: masked_squared_error(v, x, w))
+    assert torch.equal(grad[..., 2:], torch.zeros_like(grad[..., 2:]))  # zero weight: exactly zero gradient
+    assert torch.allclose(grad[..., :2], 2 * (y - x)[..., :2])
+    assert float(cosine_distance(y, 2 * y)) == pytest.approx(0, abs=1e-6)  # summed over the batch
+    assert float(cosine_distance(y, -y)) == pytest.approx(4, abs=1e-5)
+    cg = latent_gradient(y, lambda v: cosine_distance(v, x))
+    assert torch.allclose((cg * y).sum(dim=(1, 2, 3)), torch.zeros(2), atol=1e-5)  # scale-invariant: grad ⟂ y

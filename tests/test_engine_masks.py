@@ -44,3 +44,30 @@ def test_blend_keeps_the_outside_of_the_mask():
     mask[..., :, 4:] = 1
     out = blend(x, src, mask)
     assert torch.equal(out[..., :4], src[..., :4]) and torch.equal(out[..., 4:], x[..., 4:])
+
+
+def test_estimate_edit_mask_contrasts_two_conditions_in_one_batch(tiny):
+    from semedit.engine.conditioning import Condition, encode_text, predict_noise
+    from semedit.engine.ddim import make_schedule
+    from semedit.engine.masks import estimate_edit_mask
+
+    z0 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    s = make_schedule(tiny.scheduler_config, 5)
+    null, a, b = encode_text(tiny, ["", "a cartoon man", "a cartoon woman"]).chunk(3)
+    ca, cb, nc = Condition(a), Condition(b), Condition(null)
+    with torch.no_grad():
+        diff, calls = estimate_edit_mask(tiny, z0, s, 4, ca, cb, samples=3, seed=7)
+        noise = torch.randn((3, 4, 8, 8), generator=torch.Generator().manual_seed(7))
+        al = float(s.alphas[4])
+        x = al**0.5 * z0 + (1 - al) ** 0.5 * noise  # the last timestep (t = 1 for 5 steps)
+        ea, eb = predict_noise(tiny, x, s.timesteps[4], [ca, cb])
+        assert s.timesteps[4] == 1 and calls == 2 * 3 and diff.shape == (1, 1, 8, 8)
+        assert torch.allclose(diff, (eb - ea).abs().mean(1, keepdim=True).mean(0, keepdim=True), atol=1e-6)
+        # guided: one shared null branch is evaluated once (3 branches), and scale g multiplies the contrast
+        guided, calls = estimate_edit_mask(tiny, z0, s, 4, ca, cb, 3, 7, guidance_scale=7.5, source_null=nc,
+                                           edit_null=nc)
+        assert calls == 3 * 3 and torch.allclose(guided, 7.5 * diff, rtol=1e-3, atol=1e-5)
+        same, _ = estimate_edit_mask(tiny, z0, s, 4, ca, ca, 3, 7)
+        assert same.abs().max() == 0
+    with pytest.raises(ValueError, match="null branches"):
+        estimate_edit_mask(tiny, z0, s, 4, ca, cb, 3, 7, guidance_scale=2.0)

@@ -38,6 +38,17 @@ def decode_latents(backbone, z: torch.Tensor) -> np.ndarray:
     return to_uint8(backbone.vae.decode(z / backbone.vae.config.scaling_factor).sample)
 
 
+def control_map(backbone, layout: np.ndarray) -> torch.Tensor:
+    """A uint8 layout map (HxWx3 drawing or HxW scribble) as a ControlNet input (1, 3, H, W) in
+    [0, 1], converted exactly as the ControlNets were trained (models.train_controlnet)."""
+    from ..models.train_controlnet import control_tensor
+
+    a = np.asarray(layout)
+    if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] != 3):
+        raise ValueError(f"a layout map must be uint8 HxWx3 or HxW, got {a.dtype} {a.shape}")
+    return control_tensor(a[None]).to(backbone.device, backbone.dtype)
+
+
 def predict_noise(backbone, x: torch.Tensor, t: int, conditions: list[Condition]) -> list[torch.Tensor]:
     """eps(x, t, c) for every condition, all branches through the U-Net as one batch (ControlNet
     residuals summed over the ControlNets a branch uses, as diffusers' MultiControlNet does)."""

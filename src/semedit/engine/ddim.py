@@ -55,6 +55,20 @@ def ddim_update(x: torch.Tensor, eps: torch.Tensor, a_from, a_to) -> torch.Tenso
     return a_to**0.5 * x0 + (1 - a_to) ** 0.5 * eps
 
 
+def q_sample(x0: torch.Tensor, noise: torch.Tensor, a) -> torch.Tensor:
+    """x0 noised to level alpha a with the given noise, q(x_t | x_0) (SDEdit's random-noise
+    encoding; the ITO paper's "encoding using random noise", §3.2)."""
+    a = float(a)
+    return a**0.5 * x0 + (1 - a) ** 0.5 * noise
+
+
+def seeded_noise(shape, seed: int, like: torch.Tensor) -> torch.Tensor:
+    """Standard normal noise of `shape` from a CPU generator seeded with `seed` (reproducible on
+    every device), in `like`'s dtype and on its device."""
+    return torch.randn(tuple(shape), generator=torch.Generator().manual_seed(int(seed)),
+                       dtype=like.dtype).to(like.device)
+
+
 def predict_x0(x: torch.Tensor, eps: torch.Tensor, a) -> torch.Tensor:
     a = float(a)
     return (x - (1 - a) ** 0.5 * eps) / a**0.5
@@ -86,11 +100,16 @@ def ddim_invert(eps_fn: EpsFn, x0: torch.Tensor, schedule: Schedule, stop_index:
 
 
 def ddim_sample(eps_fn: EpsFn, x: torch.Tensor, schedule: Schedule, start_index: int = 0,
-                after_step: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+                after_step: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
+                before_step: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Deterministic DDIM (eta = 0) from level `start_index` to level N. `after_step(level, x)`
-    may replace the latent reaching each level (masked blending, latent updates)."""
+    may replace the latent reaching each level (masked blending); `before_step(level, x)` may
+    replace the latent at each level before its noise is predicted (inference-time latent
+    updates: ITO paper Eq. 3-6, y_t -> y'_t, then y'_t goes into the U-Net)."""
     ts, al = schedule.timesteps, schedule.alphas
     for i in range(start_index, schedule.num_steps):
+        if before_step is not None:
+            x = before_step(i, x)
         x = ddim_update(x, eps_fn(x, ts[i]), al[i], al[i + 1])
         if after_step is not None:
             x = after_step(i + 1, x)

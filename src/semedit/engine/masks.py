@@ -18,6 +18,43 @@ def noise_difference(eps_a: torch.Tensor, eps_b: torch.Tensor, samples: int = 1)
     return d.reshape(-1, samples, *d.shape[1:]).mean(dim=1)
 
 
+def estimate_edit_mask(backbone, z0: torch.Tensor, schedule, level: int, source, edit, samples: int, seed: int,
+                       guidance_scale: float = 1.0, source_null=None, edit_null=None) -> tuple[torch.Tensor, int]:
+    """The raw edit map of one input latent z0 (1, C, h, w): z0 is encoded with `samples` random
+    noises (one seeded generator) to sampling level `level`, the U-Net predicts the noise under the
+    `source` and the `edit` Condition (text, layout or both), and |eps_edit - eps_source| is
+    averaged over channels and samples (DiffEdit's mask; ITO paper Eq. 7, which contrasts layout
+    conditions too). Returns the (1, 1, h, w) map, not normalised, and the U-Net evaluations used.
+
+    With `guidance_scale != 1` each prediction is classifier-free guided against its null branch
+    (`source_null`, `edit_null`), as diffusers' DiffEdit `generate_mask` does; branches that are
+    the same object are evaluated once, all in one U-Net batch."""
+    from .conditioning import predict_noise
+    from .ddim import q_sample, seeded_noise
+    from .guidance import nested_guidance
+
+    if z0.shape[0] != 1:
+        raise ValueError(f"estimate_edit_mask takes one latent (batch 1), got batch {z0.shape[0]}")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    guided = float(guidance_scale) != 1.0
+    if guided and (source_null is None or edit_null is None):
+        raise ValueError("guidance_scale != 1 needs the null branches source_null and edit_null")
+    wanted = [source_null, source, edit_null, edit] if guided else [source, edit]
+    branches = []
+    for c in wanted:
+        if not any(c is b for b in branches):
+            branches.append(c)
+    x = q_sample(z0, seeded_noise((samples, *z0.shape[1:]), seed, z0), schedule.alphas[level])
+    eps = dict(zip(map(id, branches), predict_noise(backbone, x, schedule.timesteps[level], branches)))
+    if guided:
+        e_src = nested_guidance([eps[id(source_null)], eps[id(source)]], [guidance_scale])
+        e_edit = nested_guidance([eps[id(edit_null)], eps[id(edit)]], [guidance_scale])
+    else:
+        e_src, e_edit = eps[id(source)], eps[id(edit)]
+    return noise_difference(e_edit, e_src, samples=samples), len(branches) * samples
+
+
 def normalise(m: torch.Tensor, mode: str = "minmax", clamp_ratio: float = 3.0) -> torch.Tensor:
     """To [0, 1] per mask: "minmax" (MCDM supp. §1.3, ITO) or "mean_clamp" (diffusers' DiffEdit:
     clamp at mean x ratio, then divide)."""

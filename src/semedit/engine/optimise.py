@@ -33,3 +33,16 @@ def optimise_latents(x: torch.Tensor, loss_fn: Callable[[torch.Tensor], torch.Te
             loss_fn(v).backward()
             opt.step()
     return v.detach()
+
+
+def masked_squared_error(y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor | float = 1.0) -> torch.Tensor:
+    """|| weight * (y - x) ||_2^2, the squared L2 norm (a sum, not a mean) of the weighted difference;
+    `weight` (e.g. a (B, 1, h, w) mask) broadcasts over the channels. Where the weight is zero the
+    gradient is exactly zero (ITO paper Eq. 3-4: reconstruction towards x restricted by a mask)."""
+    return ((weight * (y - x)) ** 2).sum()
+
+
+def cosine_distance(y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+    """1 - y.g / (|y| |g|) over each batch entry's whole flattened tensor, summed over the batch
+    (ITO paper Eq. 5, the guidance loss towards a guidance latent)."""
+    return (1 - torch.nn.functional.cosine_similarity(y.flatten(1), g.flatten(1), dim=1, eps=1e-12)).sum()

@@ -21,11 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..engine.conditioning import (Condition, GuidedNoise, decode_latents, encode_image, encode_text,
-                                   predict_noise)
+from ..engine.conditioning import Condition, GuidedNoise, decode_latents, encode_image, encode_text
 from ..engine.ddim import ddim_invert, ddim_sample, make_schedule
-from ..engine.guidance import nested_guidance
-from ..engine.masks import blend, noise_difference, normalise, resize, threshold
+from ..engine.masks import blend, estimate_edit_mask, normalise, resize, threshold
 from .base import EditRequest, EditResult, provenance, register
 
 
@@ -57,17 +55,12 @@ class DiffEditConfig:
 
 def diffedit_mask(backbone, z0, null, source, target, schedule, config: DiffEditConfig, seed: int):
     """The binary latent mask (1, 1, h, w) and its soft map; U-Net evaluations used."""
-    start = schedule.start_index(config.mask_encode_strength)
-    t = schedule.timesteps[start]
-    noise = torch.randn((config.mask_samples, *z0.shape[1:]), generator=torch.Generator().manual_seed(seed),
-                        dtype=z0.dtype).to(z0.device)
-    a = float(schedule.alphas[start])
-    x = a**0.5 * z0 + (1 - a) ** 0.5 * noise
-    e_null, e_src, e_tgt = predict_noise(backbone, x, t, [Condition(null), Condition(source), Condition(target)])
-    g = config.guidance_scale
-    soft = normalise(noise_difference(nested_guidance([e_null, e_tgt], [g]), nested_guidance([e_null, e_src], [g]),
-                                      samples=config.mask_samples), "mean_clamp", config.mask_clamp_ratio)
-    return threshold(soft, config.mask_threshold), soft, 3 * config.mask_samples
+    nc = Condition(null)  # one null branch shared by both guided predictions
+    diff, calls = estimate_edit_mask(backbone, z0, schedule, schedule.start_index(config.mask_encode_strength),
+                                     Condition(source), Condition(target), config.mask_samples, seed,
+                                     config.guidance_scale, source_null=nc, edit_null=nc)
+    soft = normalise(diff, "mean_clamp", config.mask_clamp_ratio)
+    return threshold(soft, config.mask_threshold), soft, calls
 
 
 @register("diffedit", DiffEditConfig)

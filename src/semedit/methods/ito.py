@@ -1,0 +1,284 @@
+"""ITO: inference-time optimisation of latents with a masked preservation loss and a cosine guidance
+loss towards a guidance image; edits by text, pose, scribble (ControlNet layouts), alone or combined.
+
+Paper: papers/ito-optimisation-based-multimodal-editing.md. Three steps (§3.2 "Task Difficulty
+Driven Modular Process", Fig. 1): (1) an edit mask from contrasting noise predictions under the
+original and the edit condition (Eq. 7); (2) a guidance image: the ITO process with lambda = 1 on
+a random-noise encoding of the input (skipped when lambda = 1, the "simple edit" mode), optionally
+refined (supp. A.5); (3) the edit: DDIM inversion of the input to t_E (Eq. 2), decoding under the
+edit condition with Adam updates of the latents in the first t_u steps on
+(1 - lambda) L_G + lambda L_REC (Eq. 3-6).
+
+Readings of the paper where it is ambiguous or inconsistent (each a config field where it is a choice):
+- Eq. 4 reads ||m * y_t - (1 - m) * x_t||^2, which would pull y_t to zero inside the edit region
+  and leave the outside unconstrained, against the text ("preservation of original content",
+  "unconstrained flexibility in image regions that are valid edit regions", and the blending rule
+  m * y + (1 - m) * x quoted next to it). We implement the evident intent ||(1 - m) * (y_t - x_t)||^2
+  with m = 1 on the edit region: preserve outside, free inside.
+- ||.||_2^2 is taken literally as a sum of squares (not a mean); with Adam the scale of one loss
+  matters only relative to the other (Eq. 6).
+- The losses (Eq. 3-6) are functions of the latents alone: no gradient flows through the U-Net, so
+  the edit makes no U-Net backward pass (reported as `unet_backward` = 0).
+- Eq. 2 writes eps(x_t, t) without a condition: we invert the input under its original condition
+  (`inversion_condition="matching"`, as diffusers' DiffEdit `invert` does) or unconditionally ("null").
+  "We first encode g_0 ... in similar fashion to the encoding process of x_0": the guidance image
+  is inverted likewise, under the condition it depicts (the edit condition).
+- Eq. 7 compares eps(x_1, 1, C) for one x_1 under both conditions, "at the last timestep": the
+  input noised with n seeds to the last sampling timestep (t = 1 for 25 SD steps), plain conditional
+  predictions (no CFG), as in DiffEdit but at that timestep. The map is averaged, Gaussian-smoothed,
+  min-max normalised and thresholded at tau (§4).
+- The guidance image's preservation target: "our input image is encoded using random noise" - the
+  reference latents x_t of its preservation loss are then the random-noise encodings
+  sqrt(a_t) x_0 + sqrt(1 - a_t) eps of the input, one noise eps for all levels.
+- Adam (§4) with k steps per timestep: a fresh optimiser at every updated timestep (y_t is a new
+  variable each time). Updates happen at level t before y'_t goes into the U-Net for that step.
+- The classifier-free guidance scale is not stated: 7.5 (Stable Diffusion v1.5's default; §4 uses SD 1.5).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..engine.conditioning import Condition, GuidedNoise, control_map, decode_latents, encode_image, encode_text
+from ..engine.ddim import ddim_invert, ddim_sample, make_schedule, q_sample, seeded_noise
+from ..engine.masks import estimate_edit_mask, gaussian_blur, normalise, resize, threshold
+from ..engine.optimise import cosine_distance, masked_squared_error, optimise_latents
+from .base import EditRequest, EditResult, provenance, register
+
+
+@dataclass
+class ITOConfig:
+    steps: int = 25  # DDIM sampling steps (§4: 25)
+    encode_ratio: float = 1.0  # t_E / T, depth of the DDIM inversion (§4: ratio 1, t_E = 25)
+    lam: float = 0.6  # lambda of Eq. 6, preservation vs guidance; 1 = simple edit, no guidance image (§3.2, §4: 0.6)
+    update_steps: int = 15  # t_u: latents are updated in the first t_u decoding steps (§3.2, §4: 15)
+    grad_steps: int = 1  # k: gradient steps per updated timestep (Eq. 3, §4: 1)
+    lr: float = 0.1  # gamma, the learning rate (Eq. 3, §4: Adam, 0.1)
+    optimizer: str = "adam"  # adam (§4) or sgd (Eq. 3's plain gradient step)
+    guidance_update_steps: int = 15  # t_u for the guidance image (§4: same as the edit; A.2 suggests 20)
+    guidance_grad_steps: int = 1  # k for the guidance image (§4: 1; A.2 suggests 30)
+    refine_guidance: bool = False  # refine the guidance image towards the input, lambda = 0 (supp. A.5; off by default)
+    refine_update_steps: int = 6  # t_u of the refinement (A.5: 6)
+    refine_grad_steps: int = 1  # k of the refinement (A.5: 1)
+    guidance_scale: float = 7.5  # classifier-free guidance; not stated in the paper: SD 1.5's default (§4)
+    mask_samples: int = 10  # n seeds averaged in Eq. 7 (§4 follows DiffEdit: n = 10)
+    mask_step: int = -1  # sampling-grid index of the mask timestep: -1 = the last, t = 1 at 25 steps (Eq. 7)
+    mask_guidance_scale: float = 1.0  # Eq. 7 contrasts plain conditional noise predictions (1 = no CFG)
+    mask_blur_kernel: int = 5  # Gaussian smoothing of the mask (§4; kernel not stated, sigma as torchvision's)
+    mask_threshold: float = 0.1  # tau, on the min-max normalised map (§3.2 Eq. 7, §4: 0.1)
+    inversion_condition: str = "matching"  # matching (input: original, guidance image: edit condition) or null (Eq. 2)
+    inversion_guidance_scale: float = 1.0  # CFG during DDIM inversion (Eq. 2 has none)
+    controlnet_scale: float = 1.0  # ControlNet conditioning scale (not stated; diffusers' default)
+    negative_prompt: str = ""  # the null branch of classifier-free guidance
+
+    def __post_init__(self):
+        if self.steps < 1 or self.mask_samples < 1:
+            raise ValueError("steps and mask_samples must be >= 1")
+        if not 0 < self.encode_ratio <= 1:
+            raise ValueError(f"encode_ratio must be in (0, 1], got {self.encode_ratio}")
+        if not 0 <= self.lam <= 1:
+            raise ValueError(f"lam (lambda) must be in [0, 1], got {self.lam}")
+        for name in ("update_steps", "guidance_update_steps", "refine_update_steps", "grad_steps",
+                     "guidance_grad_steps", "refine_grad_steps"):  # update steps beyond the decoding: all of it
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if not self.lr > 0:
+            raise ValueError(f"lr must be > 0, got {self.lr}")
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if not -self.steps <= self.mask_step < self.steps:
+            raise ValueError(f"mask_step must index the {self.steps} sampling steps, got {self.mask_step}")
+        if self.mask_blur_kernel < 1 or self.mask_blur_kernel % 2 == 0:
+            raise ValueError(f"mask_blur_kernel must be a positive odd number, got {self.mask_blur_kernel}")
+        if not 0 <= self.mask_threshold < 1:
+            raise ValueError(f"mask_threshold must be in [0, 1), got {self.mask_threshold}")
+        for name in ("guidance_scale", "mask_guidance_scale", "inversion_guidance_scale", "controlnet_scale"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.inversion_condition not in ("matching", "null"):
+            raise ValueError(f"inversion_condition must be 'matching' or 'null', got {self.inversion_condition!r}")
+
+
+@dataclass
+class ITOConditions:
+    """The original condition C_0 and the edit condition C_EDIT (§3.2), each with its null branch
+    for classifier-free guidance (the negative prompt with the same layout maps, as diffusers'
+    ControlNet pipelines apply the ControlNet to both halves)."""
+    source: Condition
+    edit: Condition
+    source_null: Condition
+    edit_null: Condition
+
+
+def edit_conditions(backbone, request: EditRequest, config: ITOConfig) -> ITOConditions:
+    """C_0 and C_EDIT from a request: text (source / target prompt) and layouts (source_controls /
+    controls), any combination (§3.2, supp. A.4.1). A layout map given only in source_controls is
+    held fixed (in both conditions). Bad combinations are clear errors, before any U-Net runs."""
+    request.validate(backbone.image_size, backbone.controlnets)
+    missing = [n for n in request.controls if n not in request.source_controls]
+    if missing:
+        raise ValueError(f"target layout map(s) {', '.join(missing)} given without the input's own map "
+                         f"(source_controls[{missing[0]!r}]): ITO contrasts (Eq. 7) and inverts under the "
+                         "original condition, so it needs the original layout too")
+    src_maps = {n: control_map(backbone, m) for n, m in request.source_controls.items()}
+    edit_maps = {**src_maps, **{n: control_map(backbone, m) for n, m in request.controls.items()}}
+    changed = [n for n in request.controls if not torch.equal(edit_maps[n], src_maps[n])]
+    if request.target_prompt == request.source_prompt and not changed:
+        raise ValueError("nothing to edit: the target prompt is the source prompt and no target layout map "
+                         "differs from the input's; give a new prompt, pose or scribble")
+    null, source, target = encode_text(backbone, [config.negative_prompt, request.source_prompt,
+                                                  request.target_prompt]).chunk(3)
+    s = config.controlnet_scale
+    src_controls = {n: (m, s) for n, m in src_maps.items()}
+    edit_controls = {n: (m, s) for n, m in edit_maps.items()}
+    source_null = Condition(null, src_controls)
+    edit_null = Condition(null, edit_controls) if changed else source_null  # one branch when layouts agree
+    return ITOConditions(Condition(source, src_controls), Condition(target, edit_controls), source_null, edit_null)
+
+
+# --- losses and the latent update (§3.2) -----------------------------------------------------------
+
+def preservation_loss(y_t: torch.Tensor, x_t: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
+    """L_REC (Eq. 3-4): ||(1 - m) * (y_t - x_t)||^2, m = 1 on the edit region (no mask: everywhere).
+    Eq. 4 as printed, ||m * y_t - (1 - m) * x_t||^2, contradicts its own text (see the module notes)."""
+    return masked_squared_error(y_t, x_t, 1.0 if m is None else 1 - m)
+
+
+def guidance_loss(y_t: torch.Tensor, g_t: torch.Tensor) -> torch.Tensor:
+    """L_G (Eq. 5): 1 - cos(y_t, g_t), g_t the guidance image's encoding at the same level."""
+    return cosine_distance(y_t, g_t)
+
+
+def ito_loss(y_t, x_t, g_t, m, lam: float) -> torch.Tensor:
+    """Eq. 6: (1 - lambda) L_G(y_t, g_t) + lambda L_REC(y_t, x_t, m); a term whose weight is zero is left out."""
+    loss = y_t.new_zeros(())
+    if lam < 1:
+        loss = loss + (1 - lam) * guidance_loss(y_t, g_t)
+    if lam > 0:
+        loss = loss + lam * preservation_loss(y_t, x_t, m)
+    return loss
+
+
+def ito_update(y_t, x_t, g_t, m, lam: float, grad_steps: int, lr: float, optimizer: str = "adam") -> torch.Tensor:
+    """y_t -> y'_t: k optimiser steps on Eq. 6 (Eq. 3 / 5 / 6; Adam with learning rate gamma, §4)."""
+    return optimise_latents(y_t, lambda v: ito_loss(v, x_t, g_t, m, lam), grad_steps, lr, optimizer)
+
+
+def ito_decode(eps_fn, y: torch.Tensor, schedule, start: int, update_steps: int, grad_steps: int, lr: float,
+               optimizer: str, lam: float, mask=None, reference: dict | None = None,
+               guide: dict | None = None) -> torch.Tensor:
+    """DDIM decoding from level `start` (Eq. 1) with the ITO update of y_t before the U-Net call at
+    each of the first `update_steps` levels (§3.2: "for the first t_u steps of the backwards
+    diffusion process"); `reference` / `guide` map levels to x_t / g_t."""
+    def before(level, y_t):
+        if level - start >= update_steps or grad_steps == 0:
+            return y_t
+        x_t = None if reference is None else reference[level]
+        g_t = None if guide is None else guide[level]
+        return ito_update(y_t, x_t, g_t, mask, lam, grad_steps, lr, optimizer)
+
+    return ddim_sample(eps_fn, y, schedule, start, before_step=before)
+
+
+# --- the three steps (Fig. 1) ----------------------------------------------------------------------
+
+def edit_mask(backbone, z0, conds: ITOConditions, schedule, config: ITOConfig, seed: int):
+    """Eq. 7: the binary latent edit mask (1, 1, h, w), its soft map in [0, 1], U-Net evaluations.
+    Text, layout or both: whatever differs between C_0 and C_EDIT drives the contrast."""
+    level = config.mask_step % schedule.num_steps
+    diff, calls = estimate_edit_mask(backbone, z0, schedule, level, conds.source, conds.edit, config.mask_samples,
+                                     seed, config.mask_guidance_scale, conds.source_null, conds.edit_null)
+    soft = normalise(gaussian_blur(diff, config.mask_blur_kernel), "minmax")  # smoothing (§4)
+    return threshold(soft, config.mask_threshold), soft, calls  # tau (§4)
+
+
+def _inversion_eps(backbone, null: Condition, cond: Condition, config: ITOConfig) -> GuidedNoise:
+    if config.inversion_condition == "null":
+        plain = Condition(null.text)
+        return GuidedNoise(backbone, plain, plain, 1.0)
+    return GuidedNoise(backbone, null, cond, config.inversion_guidance_scale)
+
+
+def encode(backbone, z0, null: Condition, cond: Condition, schedule, start: int, config: ITOConfig):
+    """DDIM inversion (Eq. 2) of z0 to level t_E: {level: latent}, and the noise function (its calls)."""
+    eps = _inversion_eps(backbone, null, cond, config)
+    return ddim_invert(eps, z0, schedule, start), eps
+
+
+def guidance_image(backbone, z0, x: dict, conds: ITOConditions, mask, schedule, start: int, config: ITOConfig,
+                   seed: int) -> tuple[dict, int]:
+    """§3.2 "Guidance Image Generation": the ITO process with lambda = 1 (preservation only) on the
+    input encoded with random noise, decoded under C_EDIT; then encoded like x_0 (Eq. 5: g_t for
+    every level). With `refine_guidance`, supp. A.5: the ITO process with lambda = 0 on G (encoded
+    by DDIM inversion), the input's x_t as reference, then encoded again.
+    Returns {"g0", "g" (levels), "noised", "g0_unrefined"?} and the U-Net evaluations used."""
+    n = schedule.num_steps
+    noise_seed = int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])  # independent of the mask's noise
+    noise = seeded_noise(z0.shape, noise_seed, z0)
+    noised = {level: q_sample(z0, noise, schedule.alphas[level]) for level in range(start, n + 1)}
+    decode_eps = GuidedNoise(backbone, conds.edit_null, conds.edit, config.guidance_scale)
+    g0 = ito_decode(decode_eps, noised[start], schedule, start, config.guidance_update_steps,
+                    config.guidance_grad_steps, config.lr, config.optimizer, lam=1.0, mask=mask, reference=noised)
+    g, inv_eps = encode(backbone, g0, conds.edit_null, conds.edit, schedule, start, config)
+    out = {"g0": g0, "g": g, "noised": noised[start]}
+    calls = decode_eps.calls + inv_eps.calls
+    if config.refine_guidance:  # A.5: lambda = 0, input G, reference I
+        refine_eps = GuidedNoise(backbone, conds.edit_null, conds.edit, config.guidance_scale)
+        g0_refined = ito_decode(refine_eps, g[start], schedule, start, config.refine_update_steps,
+                                config.refine_grad_steps, config.lr, config.optimizer, lam=0.0, guide=x)
+        g_refined, inv2 = encode(backbone, g0_refined, conds.edit_null, conds.edit, schedule, start, config)
+        out.update(g0=g0_refined, g=g_refined, g0_unrefined=g0)
+        calls += refine_eps.calls + inv2.calls
+    return out, calls
+
+
+def ito_edit(backbone, z0: torch.Tensor, conds: ITOConditions, config: ITOConfig, seed: int = 0,
+             mask: torch.Tensor | None = None) -> EditResult:
+    """The ITO edit of latent z0 (1, C, h, w) from C_0 to C_EDIT, with no check that they differ.
+    `mask` (1, 1, h, w) binary on the latent grid replaces the estimated one."""
+    schedule = make_schedule(backbone.scheduler_config, config.steps)
+    start = schedule.start_index(config.encode_ratio)  # level of t_E
+    decode_steps = schedule.num_steps - start
+    forward = 0
+    if mask is None:  # (1) the edit mask (Eq. 7)
+        mask, soft, forward = edit_mask(backbone, z0, conds, schedule, config, seed)
+    else:
+        soft = mask
+    x, inv_eps = encode(backbone, z0, conds.source_null, conds.source, schedule, start, config)  # Eq. 2
+    forward += inv_eps.calls
+    intermediates = {"mask_latent": mask, "mask_soft": soft, "inverted_latents": x}
+    guide = None
+    update_steps = min(config.update_steps, decode_steps)
+    if config.lam < 1 and update_steps > 0 and config.grad_steps > 0:  # (2) the guidance image (lambda = 1 skips it)
+        gi, calls = guidance_image(backbone, z0, x, conds, mask, schedule, start, config, seed)
+        forward += calls
+        guide = gi["g"]
+        intermediates.update(guidance_image=decode_latents(backbone, gi["g0"])[0], guidance_latents=gi["g0"],
+                             guidance_noised_latents=gi["noised"], guidance_inverted_latents=gi["g"])
+        if "g0_unrefined" in gi:
+            intermediates["guidance_image_unrefined"] = decode_latents(backbone, gi["g0_unrefined"])[0]
+    edit_eps = GuidedNoise(backbone, conds.edit_null, conds.edit, config.guidance_scale)  # (3) the edit (Eq. 3-6)
+    y0 = ito_decode(edit_eps, x[start], schedule, start, update_steps, config.grad_steps, config.lr,
+                    config.optimizer, config.lam, mask=mask, reference=x, guide=guide)
+    forward += edit_eps.calls
+    up = resize(mask, (backbone.image_size,) * 2)[0, 0].float().cpu().numpy()
+    intermediates.update(mask=up, latents=y0, unet_backward=0)  # the losses never reach the U-Net
+    prov = provenance("ito", config, seed, backbone)
+    prov.update(unet_forward=forward, unet_backward=0)
+    return EditResult(image=decode_latents(backbone, y0)[0], mask=up, intermediates=intermediates,
+                      provenance=prov, unet_evaluations=forward)
+
+
+@register("ito", ITOConfig, layout=True)
+@torch.no_grad()
+def ito(backbone, request: EditRequest, config: ITOConfig = ITOConfig(), seed: int = 0) -> EditResult:
+    conds = edit_conditions(backbone, request, config)
+    z0 = encode_image(backbone, request.image)
+    mask = None
+    if request.mask is not None:
+        mask = resize(torch.from_numpy((np.asarray(request.mask) > 0).astype(np.float32))[None, None],
+                      tuple(z0.shape[-2:])).to(z0)
+    return ito_edit(backbone, z0, conds, config, seed, mask)

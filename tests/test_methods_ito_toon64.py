@@ -1,0 +1,98 @@
+"""ITO on the trained toon-64 family: masks from pose changes, pose and text edits judged by the
+evaluator and by preservation outside the true edit region. Skipped until the U-Net, the pose
+ControlNet and the evaluator are trained.
+
+Thresholds (stated once, here): outside the true edit region (`ground_truth_edit(...).region`,
+every pixel the changed attribute can touch) the edit keeps the input to a mean absolute error
+below MAE_OUTSIDE (in [0, 1] units, about 15 of 255 levels, VAE round trip included); the mask
+from a pose change covers the head at both positions and at least MASK_RECALL of the pixels that
+really change, while leaving at least MASK_FREE of the pixels outside the true region out of it.
+"""
+
+import numpy as np
+import pytest
+
+from semedit.models.toon64 import TOON64_DIR
+from semedit.world import describe, ground_truth_edit, sample_record
+
+MAE_OUTSIDE = 0.06
+MASK_RECALL = 0.7
+MASK_FREE = 0.5
+
+pytestmark = pytest.mark.skipif(
+    not (TOON64_DIR / "model_index.json").exists() or not (TOON64_DIR / "controlnet-pose" / "config.json").exists()
+    or not (TOON64_DIR / "evaluator" / "config.json").exists(),
+    reason="toon-64 U-Net, pose ControlNet or evaluator not trained yet")
+
+
+@pytest.fixture(scope="module")
+def toon():
+    from semedit.models.backbone import load_backbone
+
+    return load_backbone("toon-64")
+
+
+@pytest.fixture(scope="module")
+def judge():
+    from semedit.models.backbone import load_evaluator
+
+    return load_evaluator()
+
+
+def _pose_edit(seed=3):
+    """A toon moved from head_x = -4 to head_x = +4 (the body follows): the ground truth and the request."""
+    from semedit.methods import EditRequest
+
+    rec = sample_record(seed).replace(head_x=-4.0, head_tilt=0.0)
+    gt = ground_truth_edit(rec, head_x=4.0)
+    caption = describe(rec)
+    req = EditRequest(gt.source_render.image, caption, source_prompt=caption,
+                      controls={"pose": gt.target_render.pose}, source_controls={"pose": gt.source_render.pose})
+    return gt, req
+
+
+def test_mask_from_a_pose_change_covers_the_moved_head(toon):
+    import torch
+
+    from semedit.engine.conditioning import encode_image
+    from semedit.engine.ddim import make_schedule
+    from semedit.engine.masks import resize
+    from semedit.methods.ito import ITOConfig, edit_conditions, edit_mask
+
+    gt, req = _pose_edit()
+    cfg = ITOConfig()
+    with torch.no_grad():
+        mask, soft, _ = edit_mask(toon, encode_image(toon, req.image), edit_conditions(toon, req, cfg),
+                                  make_schedule(toon.scheduler_config, cfg.steps), cfg, seed=0)
+    m = resize(mask, (64, 64))[0, 0].numpy() > 0
+    for render in (gt.source_render, gt.target_render):  # the head where it was and where it goes
+        x, y = (int(round(v)) for v in render.keypoints["nose"])
+        assert m[max(y - 1, 0):y + 2, max(x - 1, 0):x + 2].all()
+    changed = np.abs(gt.source_render.image.astype(int) - gt.target_render.image.astype(int)).max(2) > 25
+    assert m[changed].mean() >= MASK_RECALL
+    assert (~m[~gt.region]).mean() >= MASK_FREE  # and not the whole picture
+
+
+def test_pose_edit_moves_the_head_and_keeps_the_rest(toon, judge):
+    from semedit.eval.metrics import mae
+    from semedit.methods.ito import ITOConfig, ito
+
+    gt, req = _pose_edit()
+    res = ito(toon, req, ITOConfig(), seed=0)
+    pred = judge.predict(res.image[None])[0]["head_x"]
+    source_pred = judge.predict(gt.source_render.image[None])[0]["head_x"]
+    assert abs(pred - 4.0) < abs(pred - source_pred)  # nearer the target position than the input's
+    assert mae(res.image, gt.source_render.image, ~gt.region) < MAE_OUTSIDE
+
+
+def test_text_edit_changes_the_expression_and_keeps_the_rest(toon, judge):
+    from semedit.eval.metrics import mae
+    from semedit.methods import EditRequest
+    from semedit.methods.ito import ITOConfig, ito
+
+    rec = sample_record(11).replace(expression="neutral")
+    gt = ground_truth_edit(rec, expression="laughing")
+    req = EditRequest(gt.source_render.image, describe(gt.target), source_prompt=describe(rec))
+    res = ito(toon, req, ITOConfig(), seed=0)
+    assert judge.predict(res.image[None])[0]["expression"] == "laughing"
+    assert mae(res.image, gt.source_render.image, ~gt.region) < MAE_OUTSIDE
