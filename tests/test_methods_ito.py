@@ -10,8 +10,9 @@ import torch
 from semedit.engine.conditioning import Condition, GuidedNoise, decode_latents, encode_image, encode_text
 from semedit.engine.ddim import ddim_invert, ddim_sample, make_schedule
 from semedit.methods import REGISTRY, EditRequest, make_config, run_edit
-from semedit.methods.ito import (ITOConditions, ITOConfig, edit_conditions, edit_mask, guidance_loss, ito, ito_edit,
-                                 ito_update, preservation_loss)
+from semedit.methods.base import EditConditions, edit_conditions
+from semedit.methods.ito import (ITOConfig, edit_mask, guidance_loss, ito, ito_edit, ito_update,
+                                 preservation_loss)
 
 SMALL = dict(steps=4, mask_samples=2, update_steps=2, guidance_update_steps=2)
 
@@ -88,7 +89,7 @@ def test_preservation_loss_without_weight_leaves_latents_unchanged():
 def _same_conditions(bb, prompt):
     null, text = encode_text(bb, ["", prompt]).chunk(2)
     src, nc = Condition(text), Condition(null)
-    return ITOConditions(src, src, nc, nc), null, text
+    return EditConditions(src, src, nc, nc), null, text
 
 
 def test_no_updates_and_no_change_is_the_ddim_reconstruction(tiny):
@@ -177,7 +178,7 @@ def test_masks_from_layout_and_from_text(tiny, layout_bb):
                             source_controls={"pose": _pose(2)})
     with torch.no_grad():
         z0 = encode_image(layout_bb, img)
-        conds = edit_conditions(layout_bb, pose_edit, cfg)
+        conds = edit_conditions(layout_bb, pose_edit, cfg.negative_prompt, cfg.controlnet_scale)
         assert torch.equal(conds.source.text, conds.edit.text)  # layout only: the same prompt in both branches
         mask, soft, calls = edit_mask(layout_bb, z0, conds, s, cfg, seed=0)
     assert mask.shape == soft.shape == (1, 1, 8, 8) and calls == 2 * 2
@@ -185,7 +186,7 @@ def test_masks_from_layout_and_from_text(tiny, layout_bb):
     assert 0 <= float(soft.min()) and float(soft.max()) == pytest.approx(1.0)
     # with text only, the layout ControlNets are not used and the prompts differ
     with torch.no_grad():
-        tconds = edit_conditions(tiny, _text_request(), cfg)
+        tconds = edit_conditions(tiny, _text_request(), cfg.negative_prompt, cfg.controlnet_scale)
         assert not tconds.source.controls and not torch.equal(tconds.source.text, tconds.edit.text)
         tmask, tsoft, _ = edit_mask(tiny, encode_image(tiny, _image()), tconds, s, cfg, seed=0)
     assert tmask.shape == (1, 1, 8, 8) and 0 < float(tmask.mean()) <= 1 and float(tsoft.max()) == pytest.approx(1)
@@ -197,3 +198,19 @@ def test_masks_from_layout_and_from_text(tiny, layout_bb):
     assert {"mask_latent", "guidance_image", "inverted_latents", "guidance_inverted_latents", "latents"} <= \
         set(res.intermediates)
     assert res.provenance["method"] == "ito" and res.provenance["config"]["lam"] == 0.6
+
+
+def test_controlnet_only_is_ito_without_updates_or_mask(layout_bb):
+    """The ControlNet-only baseline: inversion under C_0, decoding under C_EDIT, nothing preserved -
+    exactly ITO with t_u = 0 and a mask covering everything."""
+    img = _image(3)
+    req = EditRequest(img, "a cartoon woman", source_prompt="a cartoon man", controls={"pose": _pose(10)},
+                      source_controls={"pose": _pose(2)})
+    base = run_edit("controlnet", layout_bb, req, make_config("controlnet", steps=4), seed=0)
+    full = EditRequest(img, req.target_prompt, req.source_prompt, mask=np.ones((16, 16), bool),
+                       controls=req.controls, source_controls=req.source_controls)
+    ref = run_edit("ito", layout_bb, full, ITOConfig(steps=4, update_steps=0), seed=0)
+    assert torch.allclose(base.intermediates["latents"], ref.intermediates["latents"], atol=1e-6)
+    assert base.unet_evaluations == ref.unet_evaluations == 4 + 2 * 4  # inversion, guided decoding
+    with pytest.raises(ValueError, match="text only"):
+        run_edit("sdedit", layout_bb, req)

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 import numpy as np
+import torch
+
+from ..engine.conditioning import Condition, control_map, encode_text
 
 
 @dataclass
@@ -47,6 +50,44 @@ class EditRequest:
                                      f"{', '.join(controlnets) or 'no ControlNets'}")
                 if np.asarray(m).shape[:2] != (size, size):
                     raise ValueError(f"{kind}[{name!r}] is {np.asarray(m).shape}; it must be {size}x{size}")
+
+
+@dataclass
+class EditConditions:
+    """The original condition C_0 and the edit condition C_EDIT (§3.2), each with its null branch
+    for classifier-free guidance (the negative prompt with the same layout maps, as diffusers'
+    ControlNet pipelines apply the ControlNet to both halves)."""
+    source: Condition
+    edit: Condition
+    source_null: Condition
+    edit_null: Condition
+
+
+def edit_conditions(backbone, request: EditRequest, negative_prompt: str = "",
+                    controlnet_scale: float = 1.0) -> EditConditions:
+    """C_0 and C_EDIT from a request: text (source / target prompt) and layouts (source_controls /
+    controls), any combination (§3.2, supp. A.4.1). A layout map given only in source_controls is
+    held fixed (in both conditions). Bad combinations are clear errors, before any U-Net runs."""
+    request.validate(backbone.image_size, backbone.controlnets)
+    missing = [n for n in request.controls if n not in request.source_controls]
+    if missing:
+        raise ValueError(f"target layout map(s) {', '.join(missing)} given without the input's own map "
+                         f"(source_controls[{missing[0]!r}]): the edit inverts under (and contrasts with) "
+                         "the original condition, so it needs the original layout too")
+    src_maps = {n: control_map(backbone, m) for n, m in request.source_controls.items()}
+    edit_maps = {**src_maps, **{n: control_map(backbone, m) for n, m in request.controls.items()}}
+    changed = [n for n in request.controls if not torch.equal(edit_maps[n], src_maps[n])]
+    if request.target_prompt == request.source_prompt and not changed:
+        raise ValueError("nothing to edit: the target prompt is the source prompt and no target layout map "
+                         "differs from the input's; give a new prompt, pose or scribble")
+    null, source, target = encode_text(backbone, [negative_prompt, request.source_prompt,
+                                                  request.target_prompt]).chunk(3)
+    s = controlnet_scale
+    src_controls = {n: (m, s) for n, m in src_maps.items()}
+    edit_controls = {n: (m, s) for n, m in edit_maps.items()}
+    source_null = Condition(null, src_controls)
+    edit_null = Condition(null, edit_controls) if changed else source_null  # one branch when layouts agree
+    return EditConditions(Condition(source, src_controls), Condition(target, edit_controls), source_null, edit_null)
 
 
 @dataclass

@@ -42,11 +42,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..engine.conditioning import Condition, GuidedNoise, control_map, decode_latents, encode_image, encode_text
+from ..engine.conditioning import Condition, GuidedNoise, decode_latents, encode_image
 from ..engine.ddim import ddim_invert, ddim_sample, make_schedule, q_sample, seeded_noise
 from ..engine.masks import estimate_edit_mask, gaussian_blur, normalise, resize, threshold
 from ..engine.optimise import cosine_distance, masked_squared_error, optimise_latents
-from .base import EditRequest, EditResult, provenance, register
+from .base import EditConditions, EditRequest, EditResult, edit_conditions, provenance, register
 
 
 @dataclass
@@ -102,43 +102,6 @@ class ITOConfig:
             raise ValueError(f"inversion_condition must be 'matching' or 'null', got {self.inversion_condition!r}")
 
 
-@dataclass
-class ITOConditions:
-    """The original condition C_0 and the edit condition C_EDIT (§3.2), each with its null branch
-    for classifier-free guidance (the negative prompt with the same layout maps, as diffusers'
-    ControlNet pipelines apply the ControlNet to both halves)."""
-    source: Condition
-    edit: Condition
-    source_null: Condition
-    edit_null: Condition
-
-
-def edit_conditions(backbone, request: EditRequest, config: ITOConfig) -> ITOConditions:
-    """C_0 and C_EDIT from a request: text (source / target prompt) and layouts (source_controls /
-    controls), any combination (§3.2, supp. A.4.1). A layout map given only in source_controls is
-    held fixed (in both conditions). Bad combinations are clear errors, before any U-Net runs."""
-    request.validate(backbone.image_size, backbone.controlnets)
-    missing = [n for n in request.controls if n not in request.source_controls]
-    if missing:
-        raise ValueError(f"target layout map(s) {', '.join(missing)} given without the input's own map "
-                         f"(source_controls[{missing[0]!r}]): ITO contrasts (Eq. 7) and inverts under the "
-                         "original condition, so it needs the original layout too")
-    src_maps = {n: control_map(backbone, m) for n, m in request.source_controls.items()}
-    edit_maps = {**src_maps, **{n: control_map(backbone, m) for n, m in request.controls.items()}}
-    changed = [n for n in request.controls if not torch.equal(edit_maps[n], src_maps[n])]
-    if request.target_prompt == request.source_prompt and not changed:
-        raise ValueError("nothing to edit: the target prompt is the source prompt and no target layout map "
-                         "differs from the input's; give a new prompt, pose or scribble")
-    null, source, target = encode_text(backbone, [config.negative_prompt, request.source_prompt,
-                                                  request.target_prompt]).chunk(3)
-    s = config.controlnet_scale
-    src_controls = {n: (m, s) for n, m in src_maps.items()}
-    edit_controls = {n: (m, s) for n, m in edit_maps.items()}
-    source_null = Condition(null, src_controls)
-    edit_null = Condition(null, edit_controls) if changed else source_null  # one branch when layouts agree
-    return ITOConditions(Condition(source, src_controls), Condition(target, edit_controls), source_null, edit_null)
-
-
 # --- losses and the latent update (§3.2) -----------------------------------------------------------
 
 def preservation_loss(y_t: torch.Tensor, x_t: torch.Tensor, m: torch.Tensor | None = None) -> torch.Tensor:
@@ -185,7 +148,7 @@ def ito_decode(eps_fn, y: torch.Tensor, schedule, start: int, update_steps: int,
 
 # --- the three steps (Fig. 1) ----------------------------------------------------------------------
 
-def edit_mask(backbone, z0, conds: ITOConditions, schedule, config: ITOConfig, seed: int):
+def edit_mask(backbone, z0, conds: EditConditions, schedule, config: ITOConfig, seed: int):
     """Eq. 7: the binary latent edit mask (1, 1, h, w), its soft map in [0, 1], U-Net evaluations.
     Text, layout or both: whatever differs between C_0 and C_EDIT drives the contrast."""
     level = config.mask_step % schedule.num_steps
@@ -208,7 +171,7 @@ def encode(backbone, z0, null: Condition, cond: Condition, schedule, start: int,
     return ddim_invert(eps, z0, schedule, start), eps
 
 
-def guidance_image(backbone, z0, x: dict, conds: ITOConditions, mask, schedule, start: int, config: ITOConfig,
+def guidance_image(backbone, z0, x: dict, conds: EditConditions, mask, schedule, start: int, config: ITOConfig,
                    seed: int) -> tuple[dict, int]:
     """§3.2 "Guidance Image Generation": the ITO process with lambda = 1 (preservation only) on the
     input encoded with random noise, decoded under C_EDIT; then encoded like x_0 (Eq. 5: g_t for
@@ -235,7 +198,7 @@ def guidance_image(backbone, z0, x: dict, conds: ITOConditions, mask, schedule, 
     return out, calls
 
 
-def ito_edit(backbone, z0: torch.Tensor, conds: ITOConditions, config: ITOConfig, seed: int = 0,
+def ito_edit(backbone, z0: torch.Tensor, conds: EditConditions, config: ITOConfig, seed: int = 0,
              mask: torch.Tensor | None = None) -> EditResult:
     """The ITO edit of latent z0 (1, C, h, w) from C_0 to C_EDIT, with no check that they differ.
     `mask` (1, 1, h, w) binary on the latent grid replaces the estimated one."""
@@ -275,7 +238,7 @@ def ito_edit(backbone, z0: torch.Tensor, conds: ITOConditions, config: ITOConfig
 @register("ito", ITOConfig, layout=True)
 @torch.no_grad()
 def ito(backbone, request: EditRequest, config: ITOConfig = ITOConfig(), seed: int = 0) -> EditResult:
-    conds = edit_conditions(backbone, request, config)
+    conds = edit_conditions(backbone, request, config.negative_prompt, config.controlnet_scale)
     z0 = encode_image(backbone, request.image)
     mask = None
     if request.mask is not None:

@@ -1,0 +1,47 @@
+"""ControlNet-only editing, the ITO paper's simplest layout baseline (§4 "Layout-conditioned image
+editing"): DDIM inversion of the input under its original condition, then decoding under the edit
+condition (text and/or ControlNet layouts) with nothing that preserves the input. It reaches the
+new layout and loses the rest; ITO is judged between it and DiffEdit."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..engine.conditioning import GuidedNoise, decode_latents, encode_image
+from ..engine.ddim import ddim_invert, ddim_sample, make_schedule
+from .base import EditRequest, EditResult, edit_conditions, provenance, register
+
+
+@dataclass
+class ControlNetEditConfig:
+    steps: int = 25  # DDIM steps (ITO §4: 25)
+    encode_ratio: float = 1.0  # t_E / T (ITO §4: ratio 1)
+    guidance_scale: float = 7.5  # classifier-free guidance (SD 1.5's default)
+    controlnet_scale: float = 1.0  # ControlNet conditioning scale (diffusers' default)
+    negative_prompt: str = ""
+
+    def __post_init__(self):
+        if self.steps < 1 or not 0 < self.encode_ratio <= 1:
+            raise ValueError(f"steps must be >= 1 and encode_ratio in (0, 1], got {self.steps}, {self.encode_ratio}")
+        if self.guidance_scale < 0 or self.controlnet_scale < 0:
+            raise ValueError("guidance_scale and controlnet_scale must be >= 0")
+
+
+@register("controlnet", ControlNetEditConfig, layout=True)
+@torch.no_grad()
+def controlnet_edit(backbone, request: EditRequest, config: ControlNetEditConfig = ControlNetEditConfig(),
+                    seed: int = 0) -> EditResult:
+    conds = edit_conditions(backbone, request, config.negative_prompt, config.controlnet_scale)
+    z0 = encode_image(backbone, request.image)
+    schedule = make_schedule(backbone.scheduler_config, config.steps)
+    start = schedule.start_index(config.encode_ratio)
+    invert_eps = GuidedNoise(backbone, conds.source_null, conds.source, 1.0)  # Eq. 2 of ITO, no CFG
+    inverted = ddim_invert(invert_eps, z0, schedule, start)
+    decode_eps = GuidedNoise(backbone, conds.edit_null, conds.edit, config.guidance_scale)
+    z = ddim_sample(decode_eps, inverted[start], schedule, start)
+    return EditResult(image=decode_latents(backbone, z)[0], mask=None,
+                      intermediates={"inverted_latents": inverted, "latents": z},
+                      provenance=provenance("controlnet", config, seed, backbone),
+                      unet_evaluations=invert_eps.calls + decode_eps.calls)
