@@ -98,3 +98,25 @@ def test_edit_needs_source_for_plain_images_and_the_right_size(tiny_folder, tmp_
     assert r.exit_code != 0 and f"needs {SIZE}x{SIZE}" in r.output
     r = CliRunner().invoke(main, ["edit", "nosuchmethod", str(plain)])
     assert r.exit_code != 0 and "nosuchmethod" in r.output
+
+
+def test_edit_with_attribute_changes_derives_the_target(tiny_folder, toon, tmp_path):
+    src, rec = toon
+    out = tmp_path / "s.png"
+    r = _edit("sdedit", src, "--set", "hair_colour=blue", "--set", "costume=santa", "--model", tiny_folder,
+              "--steps", 2, "-o", out)
+    assert r.exit_code == 0, r.output
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["target_prompt"] == describe(rec.replace(hair_colour="blue", costume="santa"))
+    assert side["changes"] == ["hair_colour=blue", "costume=santa"]
+    for args, message in ((["--set", "nope=1"], "unknown attribute"), (["--set", "hair_colour=x"], "hair_colour"),
+                          (["--set", "hair_colour=blue", "-t", "x"], "either with --set"),
+                          (["--layout", "pose", "-t", "x"], "--layout goes with --set"),
+                          (["--set", "head_x=3", "--layout", "pose"], "no pose ControlNet")):
+        r = _edit("sdedit", src, *args, "--model", tiny_folder, "-o", tmp_path / "bad.png")
+        assert r.exit_code != 0 and message in r.output, (args, r.output)
+    plain = tmp_path / "plain.png"
+    Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(plain)
+    r = _edit("sdedit", plain, "-s", "x", "--set", "hair_colour=blue", "--model", tiny_folder, "-o", tmp_path / "b.png")
+    assert r.exit_code != 0 and "toon PNG" in r.output
+    assert not (tmp_path / "bad.png").exists() and not (tmp_path / "b.png").exists()

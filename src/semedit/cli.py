@@ -289,8 +289,8 @@ def _config_options(cls):
     return opts
 
 
-_EDIT_COMMON = ("image", "target", "source", "mask", "pose", "scribble", "source_pose", "source_scribble", "model",
-                "seed", "output", "overwrite", "save_intermediates")
+_EDIT_COMMON = ("image", "target", "source", "changes", "layout_from_set", "mask", "pose", "scribble", "source_pose", "source_scribble",
+                "model", "seed", "output", "overwrite", "save_intermediates")
 
 
 def _edit_command(name: str, cls) -> click.Command:
@@ -308,6 +308,12 @@ def _edit_command(name: str, cls) -> click.Command:
                      "Optional for layout-only edits (then the source prompt is kept)."),
         click.Option(["-s", "--source"], default=None, help="Source prompt: the input image's description. "
                      "Derived for toon PNGs (made by `semedit world render`) when omitted."),
+        click.Option(["--set", "changes"], multiple=True, metavar="ATTRIBUTE=VALUE",
+                     help="Toon PNGs only: the edit as attribute changes (repeatable), e.g. --set hair_colour=red; "
+                          "the target prompt (and the target pose or scribble, with --layout) are derived."),
+        click.Option(["--layout", "layout_from_set"], type=click.Choice(["none", "pose", "scribble"]), default="none",
+                     show_default=True, help="With --set: also give the target pose drawing or scribble of the "
+                                             "changed record (a layout edit)."),
         click.Option(["--mask"], type=image_opt, default=None,
                      help="Greyscale PNG, white = may change (methods that estimate a mask skip estimation)."),
         click.Option(["--pose"], type=image_opt, default=None, help="Target pose drawing (needs a pose ControlNet)."),
@@ -394,27 +400,45 @@ def _run_edit(name, cls, kw):
     source = kw["source"] if kw["source"] is not None else (describe(record) if record else None)
     if source is None:
         raise click.UsageError("give --source (the input's description); it can only be derived for toon PNGs")
-    target = kw["target"] if kw["target"] is not None else (source if layout else None)
+    edited = None
+    if kw["changes"]:
+        if record is None:
+            raise click.UsageError("--set needs a toon PNG (made by `semedit world render`), which carries its record")
+        if kw["target"] is not None or layout:
+            raise click.UsageError("give the edit either with --set or with --target / --pose / --scribble")
+        try:
+            edited = record.replace(**_parse_changes(kw["changes"]))
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="'--set'") from None
+    elif kw["layout_from_set"] != "none":
+        raise click.UsageError("--layout goes with --set")
+    target = kw["target"] if kw["target"] is not None else (
+        describe(edited) if edited is not None else source if layout else None)
     if target is None:
-        raise click.UsageError("give --target, --pose or --scribble: what should change?")
+        raise click.UsageError("give --target, --pose, --scribble or (toon PNGs) --set: what should change?")
     try:
         bb = load_backbone(kw["model"])
     except (BackboneNotFound, ValueError) as e:
         raise click.ClickException(str(e)) from None
     size = bb.image_size
     image = _load_rgb(kw["image"], size, "image")
+    def layout_map(rec, kind):
+        r = render(rec, 64)
+        m = r.pose if kind == "pose" else np.repeat(r.scribble[..., None], 3, axis=2)
+        return m if size == 64 else np.asarray(Image.fromarray(m).resize((size, size), Image.NEAREST))
+
     controls, source_controls = {}, {}
-    for kind, path in layout.items():
+    kinds = list(layout) + ([kw["layout_from_set"]] if kw["layout_from_set"] != "none" else [])
+    for kind in kinds:
         if kind not in bb.controlnets:
             raise click.ClickException(f"{kw['model']} has no {kind} ControlNet (has: "
                                        f"{', '.join(bb.controlnets) or 'none'})")
-        controls[kind] = _load_rgb(path, size, f"--{kind}")
-        src_path = kw[f"source_{kind}"]
+        controls[kind] = _load_rgb(layout[kind], size, f"--{kind}") if kind in layout else layout_map(edited, kind)
+        src_path = kw.get(f"source_{kind}")
         if src_path:
             source_controls[kind] = _load_rgb(src_path, size, f"--source-{kind}")
         elif record is not None:
-            r = render(record, size)
-            source_controls[kind] = r.pose if kind == "pose" else np.repeat(r.scribble[..., None], 3, axis=2)
+            source_controls[kind] = layout_map(record, kind)
     mask = None
     if kw["mask"]:
         m = Image.open(kw["mask"]).convert("L")
@@ -438,7 +462,8 @@ def _run_edit(name, cls, kw):
     finally:
         hook.remove()
         bar.close()
-    result.provenance.update(source_prompt=source, target_prompt=target, input=str(kw["image"]))
+    result.provenance.update(source_prompt=source, target_prompt=target, input=str(kw["image"]),
+                             **({"changes": list(kw["changes"])} if kw["changes"] else {}))
     files = save_result(result, output, kw["save_intermediates"], overwrite=kw["overwrite"])
     click.echo(f"wrote {', '.join(str(f) for f in files)} ({result.unet_evaluations} U-Net evaluations, "
                f"{result.provenance['seconds']:.1f} s)")
