@@ -26,8 +26,8 @@ def _block(cin, cout, stride):
 
 class ToonEvaluator(ModelMixin, ConfigMixin):
     @register_to_config
-    def __init__(self, channels: tuple[int, ...] = (32, 64, 128, 256), attributes: dict | None = None,
-                 pose_keys: tuple[str, ...] = POSE_KEYS, seg_classes: int = len(SEG_CLASSES)):
+    def __init__(self, channels: tuple[int, ...] = (24, 48, 96, 192), attributes: dict | None = None,
+                 pose_keys: tuple[str, ...] = POSE_KEYS, seg_classes: int = len(SEG_CLASSES), seg_width: int = 48):
         super().__init__()
         attributes = attributes or {k: list(v) for k, v in CATEGORICAL.items()}
         self.register_to_config(attributes=attributes)  # the class order is part of the saved model
@@ -40,9 +40,10 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
         self.features = nn.Sequential(*layers)
         self.heads = nn.ModuleDict({k: nn.Linear(cin, len(v)) for k, v in attributes.items()})
         self.pose = nn.Linear(cin, len(pose_keys))
-        # per-pixel classes from the full-resolution stem and the upsampled first stage
-        self.seg = nn.Sequential(nn.Conv2d(channels[0] + channels[1], 64, 3, 1, 1), nn.SiLU(),
-                                 nn.Conv2d(64, seg_classes, 1))
+        # per-pixel classes from the full-resolution stem and the upsampled first stage; a 1x1 mix
+        # first keeps the full-resolution head cheap on a CPU
+        self.seg = nn.Sequential(nn.Conv2d(channels[0] + channels[1], seg_width, 1), nn.SiLU(),
+                                 nn.Conv2d(seg_width, seg_classes, 3, 1, 1))
 
     def _run(self, images: torch.Tensor, with_seg: bool):
         x, skips = images, []
