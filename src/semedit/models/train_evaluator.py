@@ -18,6 +18,7 @@ from .training import TrainConfig, TrainRun
 EVALUATOR_TRAIN = TrainConfig(steps=2500, batch_size=32, lr=2e-3, warmup=200, weight_decay=1e-4,
                               checkpoint_every=250, seed=0)
 NOISE_STD = 0.03  # light Gaussian noise on inputs, for robustness to generated images
+RECON_N = 8000  # training images also seen as VAE reconstructions (a VAE round trip costs ~0.1 s a CPU core)
 
 
 def reconstructions(vae, images: np.ndarray, path: Path) -> np.ndarray:
@@ -45,7 +46,8 @@ def train_evaluator(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | P
     vae = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=torch.float32)
     train, heldout = RenderCache(Path(cache_dir) / "train"), RenderCache(Path(cache_dir) / "heldout")
     renders = train.arrays["image"]
-    recons = reconstructions(vae, renders, run_dir / f"recon_train_{weights_tag(Path(vae_dir))}.npy")
+    n_recon = min(RECON_N, len(train))
+    recons = reconstructions(vae, renders[:n_recon], run_dir / f"recon_train_{weights_tag(Path(vae_dir))}.npy")
     torch.manual_seed(cfg.seed)
     model = ToonEvaluator()
     run = TrainRun(run_dir, cfg, model, "evaluator", resume=resume)
@@ -53,7 +55,8 @@ def train_evaluator(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | P
     def loss_fn(step, g):
         idx = np.sort(torch.randint(len(train), (cfg.batch_size,), generator=g).numpy())
         use_recon = torch.rand(len(idx), generator=g).numpy() < 0.5
-        imgs = np.where(use_recon[:, None, None, None], recons[idx], renders[idx])
+        idx = np.where(use_recon, idx % n_recon, idx)  # half the batch as reconstructions (of the first n_recon)
+        imgs = np.where(use_recon[:, None, None, None], recons[np.minimum(idx, n_recon - 1)], renders[idx])
         x = to_tensor(imgs) + NOISE_STD * torch.rand(len(idx), 1, 1, 1, generator=g) * torch.randn(
             imgs.shape[0], 3, 64, 64, generator=g)
         out = run.module(x.to(run.device))
