@@ -88,14 +88,22 @@ def test_controlnets_are_trained_off_zero(toon):
         assert mid.abs().mean() > 1e-3, name
 
 
+READ_RECORD = ToonRecord(presentation="man", hair_style="short", hair_colour="red", expression="laughing",
+                         glasses="round", costume="santa", background="beach")
+
+
 @needs_evaluator
 def test_evaluator_reads_a_render():
-    ev = load_evaluator()
-    rec = ToonRecord(presentation="man", hair_style="short", hair_colour="red", expression="laughing",
-                     glasses="round", costume="santa", background="beach")
-    pred = ev.predict(render(rec).image[None])[0]
-    for k in ("presentation", "hair_colour", "expression", "glasses", "costume", "background"):
-        assert pred[k] == getattr(rec, k), k
+    pred = load_evaluator().predict(render(READ_RECORD).image[None])[0]
+    for k in ("presentation", "hair_colour", "glasses", "costume", "background"):
+        assert pred[k] == getattr(READ_RECORD, k), k
+
+
+@needs_evaluator
+@pytest.mark.xfail(strict=True, reason="the evaluator reads expressions at ~50% (docs/models/toon-64.md); "
+                                       "an XPASS means it has been retrained: drop this mark")
+def test_evaluator_reads_an_expression():
+    assert load_evaluator().predict(render(READ_RECORD).image[None])[0]["expression"] == "laughing"
 
 
 def test_cli_generate(tmp_path):
