@@ -454,7 +454,10 @@ def _run_edit(name, cls, kw):
     from tqdm import tqdm
 
     bar = tqdm(desc=f"{name}: U-Net evaluations", unit="eval")
-    hook = bb.unet.register_forward_hook(lambda mod, args, out: bar.update(args[0].shape[0]))
+    def count(module, args, output):  # returns None: a forward hook's return value would replace the output
+        bar.update(args[0].shape[0])
+
+    hook = bb.unet.register_forward_hook(count)
     try:
         result = run_edit(name, bb, request, config, seed=kw["seed"])
     except ValueError as e:
