@@ -49,7 +49,9 @@ def test_embedded_family_loads(toon):
 def test_diffusers_pipeline_loads_the_family():
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline.from_pretrained(TOON64_DIR, safety_checker=None, requires_safety_checker=False)
+    # torch_dtype: transformers 5 loads the text encoder in its stored fp16, diffusers the rest in fp32
+    pipe = StableDiffusionPipeline.from_pretrained(TOON64_DIR, torch_dtype=torch.float32, safety_checker=None,
+                                                   requires_safety_checker=False)
     img = pipe("a cartoon woman with long red hair, laughing", num_inference_steps=3, output_type="np",
                generator=torch.Generator().manual_seed(0)).images
     assert img.shape == (1, 64, 64, 3) and img.std() > 0.01
@@ -59,8 +61,9 @@ def test_diffusers_pipeline_loads_the_family():
 def test_diffusers_controlnet_pipeline_loads_the_family():
     from diffusers import ControlNetModel, StableDiffusionControlNetPipeline
 
-    cn = ControlNetModel.from_pretrained(TOON64_DIR / "controlnet-pose")
-    cpipe = StableDiffusionControlNetPipeline.from_pretrained(TOON64_DIR, controlnet=cn, safety_checker=None,
+    cn = ControlNetModel.from_pretrained(TOON64_DIR / "controlnet-pose", torch_dtype=torch.float32)
+    cpipe = StableDiffusionControlNetPipeline.from_pretrained(TOON64_DIR, controlnet=cn, torch_dtype=torch.float32,
+                                                              safety_checker=None,
                                                               requires_safety_checker=False)
     pose = Image.fromarray(render(ToonRecord()).pose)
     img = cpipe("a cartoon man", image=pose, num_inference_steps=3, output_type="np",
