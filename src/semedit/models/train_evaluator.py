@@ -56,7 +56,7 @@ def train_evaluator(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | P
         idx = np.sort(torch.randint(len(train), (cfg.batch_size,), generator=g).numpy())
         use_recon = torch.rand(len(idx), generator=g).numpy() < 0.5
         idx = np.where(use_recon, idx % n_recon, idx)  # half the batch as reconstructions (of the first n_recon)
-        imgs = np.where(use_recon[:, None, None, None], recons[np.minimum(idx, n_recon - 1)], renders[idx])
+        imgs = np.where(use_recon[:, None, None, None], recons[idx % n_recon], renders[idx])
         x = to_tensor(imgs) + NOISE_STD * torch.rand(len(idx), 1, 1, 1, generator=g) * torch.randn(
             imgs.shape[0], 3, 64, 64, generator=g)
         out = run.module(x.to(run.device))
