@@ -71,3 +71,32 @@ def test_estimate_edit_mask_contrasts_two_conditions_in_one_batch(tiny):
         assert same.abs().max() == 0
     with pytest.raises(ValueError, match="null branches"):
         estimate_edit_mask(tiny, z0, s, 4, ca, cb, 3, 7, guidance_scale=2.0)
+
+
+def test_edit_mask_by_sampling_contrasts_the_last_predictions_of_two_runs(tiny):
+    """ITO Eq. 7 as §3.2 describes it: x_E(s) sampled down under each condition, the noise
+    predictions at the last timestep contrasted."""
+    from semedit.engine.conditioning import Condition, GuidedNoise, encode_text
+    from semedit.engine.ddim import ddim_update, make_schedule
+    from semedit.engine.masks import estimate_edit_mask_by_sampling
+
+    z0 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    s = make_schedule(tiny.scheduler_config, 5)
+    null, a, b = encode_text(tiny, ["", "a cartoon man", "a cartoon woman"]).chunk(3)
+    ca, cb, nc = Condition(a), Condition(b), Condition(null)
+    with torch.no_grad():
+        diff, calls = estimate_edit_mask_by_sampling(tiny, z0, s, 2, ca, cb, 3, 7, 7.5, nc, nc)
+        assert calls == 2 * 3 * 3 * 2 and diff.shape == (1, 1, 8, 8)  # 2 runs x 3 steps x 3 seeds x 2 branches
+        al = float(s.alphas[2])
+        x_e = al**0.5 * z0 + (1 - al) ** 0.5 * torch.randn((3, 4, 8, 8), generator=torch.Generator().manual_seed(7))
+        last = []
+        for c in (ca, cb):  # by hand: levels 2 -> 4, then the prediction at the last timestep
+            eps_fn, x = GuidedNoise(tiny, nc, c, 7.5), x_e
+            for i in (2, 3):
+                x = ddim_update(x, eps_fn(x, s.timesteps[i]), s.alphas[i], s.alphas[i + 1])
+            last.append(eps_fn(x, s.timesteps[4]))
+        assert torch.allclose(diff, (last[1] - last[0]).abs().mean(1, keepdim=True).mean(0, keepdim=True), atol=1e-5)
+        same, _ = estimate_edit_mask_by_sampling(tiny, z0, s, 2, ca, ca, 3, 7)
+        assert same.abs().max() == 0
+    with pytest.raises(ValueError, match="null branches"):
+        estimate_edit_mask_by_sampling(tiny, z0, s, 2, ca, cb, 3, 7, guidance_scale=2.0)

@@ -131,12 +131,16 @@ def test_unet_evaluations_counted_by_hand(tiny):
     hook = tiny.unet.register_forward_hook(lambda m, a, o: forwards.append((a[0].shape[0], torch.is_grad_enabled())))
     try:
         res = ito(tiny, _text_request(), ITOConfig(**SMALL), seed=0)
-        # mask: 2 seeds x 2 conditions (Eq. 7, no CFG); inversion 4 x 1; guidance image: decoding 4 x 2 (CFG)
-        # and its inversion 4 x 1; the edit: decoding 4 x 2
-        assert res.unet_evaluations == 4 + 4 + 8 + 4 + 8 == sum(b for b, _ in forwards) == 28
+        # mask (Eq. 7): a guided 4-step run from x_E per condition for 2 seeds, 2 x 4 x 2 x 2; inversion 4 x 1;
+        # guidance image: decoding 4 x 2 (CFG) and its inversion 4 x 1; the edit: decoding 4 x 2
+        assert res.unet_evaluations == 32 + 4 + 8 + 4 + 8 == sum(b for b, _ in forwards) == 56
         forwards.clear()
         refined = ito(tiny, _text_request(), ITOConfig(**SMALL, refine_guidance=True), seed=0)
-        assert refined.unet_evaluations == 28 + 8 + 4 == sum(b for b, _ in forwards)  # A.5: decode G again, invert
+        assert refined.unet_evaluations == 56 + 8 + 4 == sum(b for b, _ in forwards)  # A.5: decode G again, invert
+        forwards.clear()
+        direct = ito(tiny, _text_request(), ITOConfig(**SMALL, mask_mode="direct"), seed=0)
+        # DiffEdit-style mask: one guided prediction per seed, the null branch shared (3 branches x 2 seeds)
+        assert direct.unet_evaluations == 6 + 4 + 8 + 4 + 8 == sum(b for b, _ in forwards)
         assert "guidance_image_unrefined" in refined.intermediates
         forwards.clear()
         given = _text_request()
@@ -181,7 +185,7 @@ def test_masks_from_layout_and_from_text(tiny, layout_bb):
         conds = edit_conditions(layout_bb, pose_edit, cfg.negative_prompt, cfg.controlnet_scale)
         assert torch.equal(conds.source.text, conds.edit.text)  # layout only: the same prompt in both branches
         mask, soft, calls = edit_mask(layout_bb, z0, conds, s, cfg, seed=0)
-    assert mask.shape == soft.shape == (1, 1, 8, 8) and calls == 2 * 2
+    assert mask.shape == soft.shape == (1, 1, 8, 8) and calls == 2 * 4 * 2 * 2  # 2 runs of 4 steps, 2 seeds, CFG
     assert set(mask.unique().tolist()) == {0.0, 1.0}  # binary, neither empty nor everything
     assert 0 <= float(soft.min()) and float(soft.max()) == pytest.approx(1.0)
     # with text only, the layout ControlNets are not used and the prompts differ

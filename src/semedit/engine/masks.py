@@ -55,6 +55,39 @@ def estimate_edit_mask(backbone, z0: torch.Tensor, schedule, level: int, source,
     return noise_difference(e_edit, e_src, samples=samples), len(branches) * samples
 
 
+def estimate_edit_mask_by_sampling(backbone, z0: torch.Tensor, schedule, start: int, source, edit, samples: int,
+                                   seed: int, guidance_scale: float = 1.0, source_null=None,
+                                   edit_null=None) -> tuple[torch.Tensor, int]:
+    """The raw edit map from two backward diffusions (ITO paper §3.2, Eq. 7): z0 is encoded with
+    `samples` random noises to level `start` (x_E(s)), DDIM-sampled under the `source` and under
+    the `edit` Condition, and the noise predictions of each run at the last sampling timestep are
+    contrasted, |eps(x_1, 1, C_EDIT, s) - eps(x_1, 1, C_0, s)|, averaged over channels and seeds.
+    Returns the (1, 1, h, w) map, not normalised, and the U-Net evaluations used."""
+    from .conditioning import GuidedNoise
+    from .ddim import ddim_sample, q_sample, seeded_noise
+
+    if z0.shape[0] != 1:
+        raise ValueError(f"the edit mask takes one latent (batch 1), got batch {z0.shape[0]}")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    if float(guidance_scale) != 1.0 and (source_null is None or edit_null is None):
+        raise ValueError("guidance_scale != 1 needs the null branches source_null and edit_null")
+    x_e = q_sample(z0, seeded_noise((samples, *z0.shape[1:]), seed, z0), schedule.alphas[start])
+    last, calls = [], 0
+    for null, cond in ((source_null, source), (edit_null, edit)):
+        eps_fn = GuidedNoise(backbone, null, cond, guidance_scale)
+        seen = {}
+
+        def record(x, t, eps_fn=eps_fn, seen=seen):  # keeps the prediction of the last timestep
+            seen["eps"] = eps_fn(x, t)
+            return seen["eps"]
+
+        ddim_sample(record, x_e, schedule, start)
+        last.append(seen["eps"])
+        calls += eps_fn.calls
+    return noise_difference(last[1], last[0], samples=samples), calls
+
+
 def normalise(m: torch.Tensor, mode: str = "minmax", clamp_ratio: float = 3.0) -> torch.Tensor:
     """To [0, 1] per mask: "minmax" (MCDM supp. §1.3, ITO) or "mean_clamp" (diffusers' DiffEdit:
     clamp at mean x ratio, then divide)."""

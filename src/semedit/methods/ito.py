@@ -23,10 +23,14 @@ Readings of the paper where it is ambiguous or inconsistent (each a config field
   (`inversion_condition="matching"`, as diffusers' DiffEdit `invert` does) or unconditionally ("null").
   "We first encode g_0 ... in similar fashion to the encoding process of x_0": the guidance image
   is inverted likewise, under the condition it depicts (the edit condition).
-- Eq. 7 compares eps(x_1, 1, C) for one x_1 under both conditions, "at the last timestep": the
-  input noised with n seeds to the last sampling timestep (t = 1 for 25 SD steps), plain conditional
-  predictions (no CFG), as in DiffEdit but at that timestep. The map is averaged, Gaussian-smoothed,
-  min-max normalised and thresholded at tau (§4).
+- Eq. 7, as §3.2 describes it: the input is encoded with random noise of seed s to x_E(s), the
+  backward diffusion x_E(s) -> y_0(C, s) runs under C_0 and under C_EDIT, and the noise estimates
+  of the two runs at the last timestep (t = 1 for 25 SD steps) are contrasted (`mask_mode="sampling"`).
+  x_E is the edit's own encoding level t_E unless `mask_encode_ratio` says otherwise; the runs are
+  classifier-free guided like the edit (the scale is not stated). `mask_mode="direct"` is the cheaper
+  DiffEdit-style reading: the input noised straight to the mask timestep, one prediction per
+  condition. Either map is averaged over n seeds, Gaussian-smoothed, min-max normalised and
+  thresholded at tau (§4).
 - The guidance image's preservation target: "our input image is encoded using random noise" - the
   reference latents x_t of its preservation loss are then the random-noise encodings
   sqrt(a_t) x_0 + sqrt(1 - a_t) eps of the input, one noise eps for all levels.
@@ -44,7 +48,8 @@ import torch
 
 from ..engine.conditioning import Condition, GuidedNoise, decode_latents, encode_image
 from ..engine.ddim import ddim_invert, ddim_sample, make_schedule, q_sample, seeded_noise
-from ..engine.masks import estimate_edit_mask, gaussian_blur, normalise, resize, threshold
+from ..engine.masks import (estimate_edit_mask, estimate_edit_mask_by_sampling, gaussian_blur, normalise, resize,
+                            threshold)
 from ..engine.optimise import cosine_distance, masked_squared_error, optimise_latents
 from .base import EditConditions, EditRequest, EditResult, edit_conditions, provenance, register
 
@@ -65,8 +70,10 @@ class ITOConfig:
     refine_grad_steps: int = 1  # k of the refinement (A.5: 1)
     guidance_scale: float = 7.5  # classifier-free guidance; not stated in the paper: SD 1.5's default (§4)
     mask_samples: int = 10  # n seeds averaged in Eq. 7 (§4 follows DiffEdit: n = 10)
-    mask_step: int = -1  # sampling-grid index of the mask timestep: -1 = the last, t = 1 at 25 steps (Eq. 7)
-    mask_guidance_scale: float = 1.0  # Eq. 7 contrasts plain conditional noise predictions (1 = no CFG)
+    mask_mode: str = "sampling"  # Eq. 7 after backward diffusions from x_E(s) (§3.2), or "direct" (DiffEdit-style)
+    mask_encode_ratio: float | None = None  # level of x_E(s) in "sampling" mode; None = encode_ratio (§3.2)
+    mask_step: int = -1  # sampling-grid index of the mask timestep in "direct" mode: -1 = the last (Eq. 7)
+    mask_guidance_scale: float = 7.5  # CFG of the mask's predictions (not stated; as the edit and diffusers' DiffEdit)
     mask_blur_kernel: int = 5  # Gaussian smoothing of the mask (§4; kernel not stated, sigma as torchvision's)
     mask_threshold: float = 0.1  # tau, on the min-max normalised map (§3.2 Eq. 7, §4: 0.1)
     inversion_condition: str = "matching"  # matching (input: original, guidance image: edit condition) or null (Eq. 2)
@@ -89,6 +96,10 @@ class ITOConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.mask_mode not in ("sampling", "direct"):
+            raise ValueError(f"mask_mode must be 'sampling' or 'direct', got {self.mask_mode!r}")
+        if self.mask_encode_ratio is not None and not 0 < self.mask_encode_ratio <= 1:
+            raise ValueError(f"mask_encode_ratio must be in (0, 1] or None, got {self.mask_encode_ratio}")
         if not -self.steps <= self.mask_step < self.steps:
             raise ValueError(f"mask_step must index the {self.steps} sampling steps, got {self.mask_step}")
         if self.mask_blur_kernel < 1 or self.mask_blur_kernel % 2 == 0:
@@ -151,9 +162,13 @@ def ito_decode(eps_fn, y: torch.Tensor, schedule, start: int, update_steps: int,
 def edit_mask(backbone, z0, conds: EditConditions, schedule, config: ITOConfig, seed: int):
     """Eq. 7: the binary latent edit mask (1, 1, h, w), its soft map in [0, 1], U-Net evaluations.
     Text, layout or both: whatever differs between C_0 and C_EDIT drives the contrast."""
-    level = config.mask_step % schedule.num_steps
-    diff, calls = estimate_edit_mask(backbone, z0, schedule, level, conds.source, conds.edit, config.mask_samples,
-                                     seed, config.mask_guidance_scale, conds.source_null, conds.edit_null)
+    args = (conds.source, conds.edit, config.mask_samples, seed, config.mask_guidance_scale, conds.source_null,
+            conds.edit_null)
+    if config.mask_mode == "sampling":
+        start = schedule.start_index(config.mask_encode_ratio or config.encode_ratio)  # x_E(s)
+        diff, calls = estimate_edit_mask_by_sampling(backbone, z0, schedule, start, *args)
+    else:
+        diff, calls = estimate_edit_mask(backbone, z0, schedule, config.mask_step % schedule.num_steps, *args)
     soft = normalise(gaussian_blur(diff, config.mask_blur_kernel), "minmax")  # smoothing (§4)
     return threshold(soft, config.mask_threshold), soft, calls  # tau (§4)
 
