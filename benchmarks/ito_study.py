@@ -17,8 +17,15 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from semedit.eval.bench import TASK_KINDS, make_tasks, run_method, score, summarise, _resize
-from semedit.methods import EditRequest, make_config, run_edit
+import torch
+
+from semedit.engine.conditioning import encode_image
+from semedit.engine.ddim import make_schedule
+from semedit.engine.masks import resize
+from semedit.eval.bench import TASK_KINDS, make_task, make_tasks, run_method, score, summarise, task_request, _resize
+from semedit.methods import make_config, run_edit
+from semedit.methods.base import edit_conditions
+from semedit.methods.ito import edit_mask
 from semedit.models.backbone import load_backbone, load_evaluator
 
 
@@ -45,28 +52,47 @@ def tradeoff_plot(points: dict, baselines: dict, path: Path) -> None:
     fig.savefig(path)
 
 
-def picture_grid(bb, tasks, lams, path: Path, zoom: int = 2) -> None:
+def sweep(bb, tasks, lams, progress=print) -> tuple[dict, dict]:
+    """ITO at every lambda on every task. The edit mask (Eq. 7) does not depend on lambda: it is
+    estimated once per task and given to each run, and its U-Net evaluations and seconds are added
+    to every run's cost. Returns {lambda: rows} and, per task, the pictures of the grid."""
+    base = make_config("ito")
+    schedule = make_schedule(bb.scheduler_config, base.steps)
+    runs, pictures = {lam: [] for lam in lams}, {}
+    for n, t in enumerate(tasks, 1):
+        req = task_request(t, bb.image_size)
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            conds = edit_conditions(bb, req, base.negative_prompt, base.controlnet_scale)
+            mask, _, mask_calls = edit_mask(bb, encode_image(bb, req.image), conds, schedule, base, t.seed)
+        mask_seconds = time.perf_counter() - t0
+        req.mask = resize(mask, (bb.image_size,) * 2)[0, 0].numpy() > 0
+        pics = {"mask": req.mask, "outputs": {}}
+        for lam in lams:
+            res = run_edit("ito", bb, req, make_config("ito", lam=lam), seed=t.seed)
+            runs[lam].append({"method": "ito", "kind": t.kind, "index": t.index, "output": _resize(res.image, 64),
+                              "unet_evaluations": res.unet_evaluations + mask_calls,
+                              "seconds": res.provenance["seconds"] + mask_seconds})
+            pics["outputs"][lam] = runs[lam][-1]["output"]
+            if "guidance_image" in res.intermediates and ("guidance" not in pics or lam == base.lam):
+                pics["guidance"] = _resize(res.intermediates["guidance_image"], 64)
+        pictures[(t.kind, t.index)] = pics
+        progress(f"task {n}/{len(tasks)} ({t.kind} {t.index}) done")
+    return runs, pictures
+
+
+def picture_grid(tasks, pictures: dict, lams, path: Path, zoom: int = 2) -> None:
     """Per task: input | target condition | ground truth | mask | guidance image | output for each lambda."""
     from semedit.world.sheets import _grid, _labelled
 
-    size, cells, left = bb.image_size, [], []
+    blank = np.full((64, 64, 3), 255, np.uint8)
+    cells, left = [], []
     for t in tasks:
-        req = EditRequest(_resize(t.edit.source_render.image, size), t.target_prompt, t.source_prompt,
-                          controls={k: _resize(v, size) for k, v in t.controls.items()},
-                          source_controls={k: _resize(v, size) for k, v in t.source_controls.items()})
-        outs, mask, guide = [], None, None
-        for lam in lams:
-            res = run_edit("ito", bb, req, make_config("ito", lam=lam), seed=t.seed)
-            outs.append(_resize(res.image, 64))
-            if lam == 0.6 or mask is None:
-                mask = (np.repeat(res.mask[..., None], 3, 2) * 255).astype(np.uint8)
-                mask = _resize(mask, 64)
-            if "guidance_image" in res.intermediates and (lam == 0.6 or guide is None):
-                guide = _resize(res.intermediates["guidance_image"], 64)
-        cond = next(iter(t.controls.values()), np.full((64, 64, 3), 255, np.uint8))
-        blank = np.full((64, 64, 3), 255, np.uint8)
-        cells.append([t.edit.source_render.image, cond, t.edit.target_render.image, mask,
-                      guide if guide is not None else blank, *outs])
+        p = pictures[(t.kind, t.index)]
+        mask = _resize(np.repeat(p["mask"][..., None], 3, 2).astype(np.uint8) * 255, 64)
+        cond = next(iter(t.controls.values()), blank)
+        cells.append([t.edit.source_render.image, cond, t.edit.target_render.image, mask, p.get("guidance", blank),
+                      *[p["outputs"][lam] for lam in lams]])
         left.append(f"{t.kind} -> {t.target_value}")
     img = Image.fromarray(_grid(cells))
     img = img.resize((img.width * zoom, img.height * zoom), Image.NEAREST)
@@ -85,16 +111,18 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     bb, ev = load_backbone("toon-64"), load_evaluator()
-    kinds = [k for k in args.kinds.split(",") if k]
+    kinds = [k for k in args.kinds.split(",") if k and all(c in bb.controlnets for c in make_task(k, 0).controls)]
+    if skipped := set(args.kinds.split(",")) - set(kinds) - {""}:
+        print(f"skipping {', '.join(sorted(skipped))}: the model has no ControlNet for it")
     lams = [float(v) for v in args.lams.split(",")]
     tasks = make_tasks(kinds, args.n)
     t0 = time.perf_counter()
     runs = {}
-    for lam in lams:
-        rows = run_method("ito", bb, tasks, make_config("ito", lam=lam))
+    by_lam, pictures = sweep(bb, tasks, lams, lambda msg: print(f"{msg} ({time.perf_counter() - t0:.0f} s)",
+                                                                flush=True))
+    for lam, rows in by_lam.items():
         score(rows, tasks, ev, bb.clip, bb.clip_processor)
         runs[f"ito λ={lam:g}"] = rows
-        print(f"λ={lam:g} done ({time.perf_counter() - t0:.0f} s)", flush=True)
     for m in [b for b in args.baselines.split(",") if b]:
         rows = run_method(m, bb, tasks)
         score(rows, tasks, ev, bb.clip, bb.clip_processor)
@@ -124,7 +152,7 @@ def main():
             tradeoff_plot(pts, base, out / f"tradeoff_{scope}.png")
         except ImportError:
             print("matplotlib not installed: no trade-off plot")
-    picture_grid(bb, [t for t in tasks if t.index == 0], lams, out / "grid.png")
+    picture_grid([t for t in tasks if t.index == 0], pictures, lams, out / "grid.png")
     print(f"wrote {out} ({time.perf_counter() - t0:.0f} s)")
 
 

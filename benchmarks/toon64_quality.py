@@ -76,6 +76,7 @@ def main():
     ap.add_argument("--cache", default=str(ROOT / "runs" / "cache"))
     ap.add_argument("--n-prompts", type=int, default=500)
     ap.add_argument("--n-control", type=int, default=200)
+    ap.add_argument("--control-kinds", default="pose,scribble")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--cfg", type=float, default=7.5)
     args = ap.parse_args()
@@ -158,7 +159,7 @@ def main():
         recs = held.records[:n]
         prompts = [captions(r)["short"] for r in recs]
         res = {}
-        for kind in ("pose", "scribble"):
+        for kind in args.control_kinds.split(","):
             if kind not in bb.controlnets:
                 continue
             pipe = bb.pipeline(kind)
@@ -181,7 +182,7 @@ def main():
                                    "vae_reconstruction_f_score": round(float(np.mean(f_rec)), 4)}
             grid([x for i in range(8) for x in (np.asarray(cond[i]), gen[i])], 8).save(
                 DOCS / "images" / f"controlnet_{kind}_samples.png")
-        results["controlnet"] = res
+        results.setdefault("controlnet", {}).update(res)
         print("\n### ControlNets\n" + json.dumps(res, indent=2))
 
     out_path.write_text(json.dumps(results, indent=2) + "\n")

@@ -154,9 +154,19 @@ class PeakMemory:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def task_request(task: BenchTask, size: int, mask: np.ndarray | None = None):
+    """The EditRequest a method gets for a task, at the model's image size."""
+    from ..methods import EditRequest
+
+    return EditRequest(image=_resize(task.edit.source_render.image, size), target_prompt=task.target_prompt,
+                       source_prompt=task.source_prompt, mask=mask,
+                       controls={k: _resize(v, size) for k, v in task.controls.items()},
+                       source_controls={k: _resize(v, size) for k, v in task.source_controls.items()})
+
+
 def run_method(method: str, backbone, tasks: list[BenchTask], config=None, progress=None) -> list[dict]:
     """Run one method on every task it can take; returns one row per task with the output (64 px)."""
-    from ..methods import REGISTRY, EditRequest, run_edit
+    from ..methods import REGISTRY, run_edit
 
     rows = []
     mem = PeakMemory(backbone.device)
@@ -171,12 +181,8 @@ def run_method(method: str, backbone, tasks: list[BenchTask], config=None, progr
         if any(k not in backbone.controlnets for k in task.controls):
             rows.append({**row, "skipped": f"model has no {', '.join(task.controls)} ControlNet"})
             continue
-        request = EditRequest(
-            image=_resize(task.edit.source_render.image, size), target_prompt=task.target_prompt,
-            source_prompt=task.source_prompt, controls={k: _resize(v, size) for k, v in task.controls.items()},
-            source_controls={k: _resize(v, size) for k, v in task.source_controls.items()})
         mem.reset()
-        result = run_edit(method, backbone, request, config, seed=task.seed)
+        result = run_edit(method, backbone, task_request(task, size), config, seed=task.seed)
         rows.append({**row, "output": _resize(result.image, TASK_SIZE), "unet_evaluations": result.unet_evaluations,
                      "seconds": result.provenance["seconds"], "peak_memory_mib": round(mem.peak_mib(), 1)})
     return rows

@@ -14,7 +14,7 @@ from .train_clip import training_caption
 from .train_unet import diffusion_loss, encode_text, latents_cache, latents_path, noised
 from .training import TrainConfig, TrainRun
 
-CONTROLNET_TRAIN = TrainConfig(steps=3000, batch_size=32, lr=3e-4, warmup=100, checkpoint_every=500, seed=0)
+CONTROLNET_TRAIN = TrainConfig(steps=2000, batch_size=32, lr=3e-4, warmup=100, checkpoint_every=500, seed=0)
 CAPTION_DROPOUT = 0.3  # the ControlNet paper drops 50% of prompts; we keep more text with tiny captions
 CONTROL_KINDS = ("pose", "scribble")
 
