@@ -280,6 +280,9 @@ def _config_options(cls):
     opts = []
     for f in dataclasses.fields(cls):
         t, flag = hints[f.name], "--" + f.name.replace("_", "-")
+        args = typing.get_args(t)
+        if len(args) == 2 and type(None) in args:  # X | None: the option may be left out
+            t = next(a for a in args if a is not type(None))
         if t is bool:
             opts.append(click.option(f"{flag}/--no-{flag[2:]}", f.name, default=f.default, show_default=True,
                                      help=helps.get(f.name)))
@@ -348,12 +351,15 @@ class _EditGroup(click.Group):
     """One subcommand per registered method, built on demand (importing the methods loads torch)."""
 
     def _methods(self):
+        import inspect
         import sys
 
         from .methods import REGISTRY
 
-        for name, m in REGISTRY.items():  # a method's help: the first paragraph of its module docstring
-            REGISTRY_DOCS.setdefault(name, (sys.modules[m.edit.__module__].__doc__ or "").strip().split("\n\n")[0])
+        for name, m in REGISTRY.items():  # a method's help: its module docstring's first paragraph, then its own
+            about = (sys.modules[m.edit.__module__].__doc__ or "").strip().split("\n\n")[0]
+            usage = inspect.cleandoc(m.edit.__doc__ or "")
+            REGISTRY_DOCS.setdefault(name, f"{about}\n\n{usage}".strip())
         return REGISTRY
 
     def list_commands(self, ctx):
