@@ -18,6 +18,15 @@ def noise_difference(eps_a: torch.Tensor, eps_b: torch.Tensor, samples: int = 1)
     return d.reshape(-1, samples, *d.shape[1:]).mean(dim=1)
 
 
+def _check_mask_inputs(z0, samples, guidance_scale, source_null, edit_null) -> None:
+    if z0.shape[0] != 1:
+        raise ValueError(f"the edit mask takes one latent (batch 1), got batch {z0.shape[0]}")
+    if samples < 1:
+        raise ValueError(f"samples must be >= 1, got {samples}")
+    if float(guidance_scale) != 1.0 and (source_null is None or edit_null is None):
+        raise ValueError("guidance_scale != 1 needs the null branches source_null and edit_null")
+
+
 def estimate_edit_mask(backbone, z0: torch.Tensor, schedule, level: int, source, edit, samples: int, seed: int,
                        guidance_scale: float = 1.0, source_null=None, edit_null=None) -> tuple[torch.Tensor, int]:
     """The raw edit map of one input latent z0 (1, C, h, w): z0 is encoded with `samples` random
@@ -33,13 +42,8 @@ def estimate_edit_mask(backbone, z0: torch.Tensor, schedule, level: int, source,
     from .ddim import q_sample, seeded_noise
     from .guidance import nested_guidance
 
-    if z0.shape[0] != 1:
-        raise ValueError(f"estimate_edit_mask takes one latent (batch 1), got batch {z0.shape[0]}")
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
+    _check_mask_inputs(z0, samples, guidance_scale, source_null, edit_null)
     guided = float(guidance_scale) != 1.0
-    if guided and (source_null is None or edit_null is None):
-        raise ValueError("guidance_scale != 1 needs the null branches source_null and edit_null")
     wanted = [source_null, source, edit_null, edit] if guided else [source, edit]
     branches = []
     for c in wanted:
@@ -66,12 +70,7 @@ def estimate_edit_mask_by_sampling(backbone, z0: torch.Tensor, schedule, start: 
     from .conditioning import GuidedNoise
     from .ddim import ddim_sample, q_sample, seeded_noise
 
-    if z0.shape[0] != 1:
-        raise ValueError(f"the edit mask takes one latent (batch 1), got batch {z0.shape[0]}")
-    if samples < 1:
-        raise ValueError(f"samples must be >= 1, got {samples}")
-    if float(guidance_scale) != 1.0 and (source_null is None or edit_null is None):
-        raise ValueError("guidance_scale != 1 needs the null branches source_null and edit_null")
+    _check_mask_inputs(z0, samples, guidance_scale, source_null, edit_null)
     x_e = q_sample(z0, seeded_noise((samples, *z0.shape[1:]), seed, z0), schedule.alphas[start])
     last, calls = [], 0
     for null, cond in ((source_null, source), (edit_null, edit)):
