@@ -24,7 +24,7 @@ from semedit.engine.ddim import make_schedule
 from semedit.engine.masks import resize
 from semedit.eval.bench import TASK_KINDS, make_task, make_tasks, run_method, score, summarise, task_request, _resize
 from semedit.methods import make_config, run_edit
-from semedit.methods.base import edit_conditions
+from semedit.methods.base import edit_conditions, parse_setting
 from semedit.methods.ito import edit_mask
 from semedit.models.backbone import load_backbone, load_evaluator
 
@@ -52,11 +52,12 @@ def tradeoff_plot(points: dict, baselines: dict, path: Path) -> None:
     fig.savefig(path)
 
 
-def sweep(bb, tasks, lams, progress=print) -> tuple[dict, dict]:
+def sweep(bb, tasks, lams, fields: dict | None = None, progress=print) -> tuple[dict, dict]:
     """ITO at every lambda on every task. The edit mask (Eq. 7) does not depend on lambda: it is
     estimated once per task and given to each run, and its U-Net evaluations and seconds are added
     to every run's cost. Returns {lambda: rows} and, per task, the pictures of the grid."""
-    base = make_config("ito")
+    fields = fields or {}
+    base = make_config("ito", **fields)
     schedule = make_schedule(bb.scheduler_config, base.steps)
     runs, pictures = {lam: [] for lam in lams}, {}
     for n, t in enumerate(tasks, 1):
@@ -69,7 +70,7 @@ def sweep(bb, tasks, lams, progress=print) -> tuple[dict, dict]:
         req.mask = resize(mask, (bb.image_size,) * 2)[0, 0].numpy() > 0
         pics = {"mask": req.mask, "outputs": {}}
         for lam in lams:
-            res = run_edit("ito", bb, req, make_config("ito", lam=lam), seed=t.seed)
+            res = run_edit("ito", bb, req, make_config("ito", **{**fields, "lam": lam}), seed=t.seed)
             runs[lam].append({"method": "ito", "kind": t.kind, "index": t.index, "output": _resize(res.image, 64),
                               "unet_evaluations": res.unet_evaluations + mask_calls,
                               "seconds": res.provenance["seconds"] + mask_seconds})
@@ -96,7 +97,7 @@ def picture_grid(tasks, pictures: dict, lams, path: Path, zoom: int = 2) -> None
         left.append(f"{t.kind} -> {t.target_value}")
     img = Image.fromarray(_grid(cells))
     img = img.resize((img.width * zoom, img.height * zoom), Image.NEAREST)
-    _labelled(img, left, ["input", "condition", "truth", "mask", "guidance", *[f"λ={v:g}" for v in lams]],
+    _labelled(img, left, ["input", "condition", "truth", "mask", "guidance", *[f"lambda={v:g}" for v in lams]],
               66 * zoom, 2 * zoom).save(path)
 
 
@@ -107,7 +108,10 @@ def main():
     ap.add_argument("--lams", default="0,0.2,0.4,0.6,0.8,1")
     ap.add_argument("--baselines", default="sdedit,diffedit,controlnet")
     ap.add_argument("--out", default="docs/images/ito")
+    ap.add_argument("--set", dest="fields", action="append", default=[], metavar="FIELD=VALUE",
+                    help="an ITO setting other than the paper's (repeatable), e.g. mask_threshold=0.5")
     args = ap.parse_args()
+    fields = {k: parse_setting("ito", k, v) for k, v in (f.split("=", 1) for f in args.fields)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     bb, ev = load_backbone("toon-64"), load_evaluator()
@@ -118,7 +122,7 @@ def main():
     tasks = make_tasks(kinds, args.n)
     t0 = time.perf_counter()
     runs = {}
-    by_lam, pictures = sweep(bb, tasks, lams, lambda msg: print(f"{msg} ({time.perf_counter() - t0:.0f} s)",
+    by_lam, pictures = sweep(bb, tasks, lams, fields, lambda msg: print(f"{msg} ({time.perf_counter() - t0:.0f} s)",
                                                                 flush=True))
     for lam, rows in by_lam.items():
         score(rows, tasks, ev, bb.clip, bb.clip_processor)
@@ -142,7 +146,8 @@ def main():
     table = "\n".join(lines)
     print(table)
     (out / "sweep.md").write_text(table + "\n")
-    (out / "sweep.json").write_text(json.dumps({"n": args.n, "kinds": kinds, "lams": lams, "summary": summary,
+    (out / "sweep.json").write_text(json.dumps({"n": args.n, "kinds": kinds, "lams": lams, "ito_settings": fields,
+                                                "summary": summary,
                                                 "seconds": round(time.perf_counter() - t0, 1)}, indent=2))
     layout = [k for k in kinds if TASK_KINDS[k].condition != "text"] or kinds
     for scope, ks in (("all", kinds), ("layout", layout)):

@@ -480,10 +480,8 @@ def _run_edit(name, cls, kw):
 
 def _parse_method_settings(items, methods) -> dict:
     """--config METHOD.FIELD=VALUE items as {method: config}, values typed by the config field."""
-    import dataclasses
-    import typing
-
-    from .methods import REGISTRY, make_config
+    from .methods import make_config
+    from .methods.base import parse_setting
 
     changes: dict[str, dict] = {}
     for item in items:
@@ -493,16 +491,10 @@ def _parse_method_settings(items, methods) -> dict:
             raise click.BadParameter(f"{item!r} is not METHOD.FIELD=VALUE", param_hint="'--config'")
         if method not in methods:
             raise click.BadParameter(f"{method!r} is not among --methods", param_hint="'--config'")
-        hints = typing.get_type_hints(REGISTRY[method].config)
-        if name not in hints:
-            known = ", ".join(f.name for f in dataclasses.fields(REGISTRY[method].config))
-            raise click.BadParameter(f"{method} has no setting {name!r}; known: {known}", param_hint="'--config'")
-        t = hints[name]
         try:
-            changes.setdefault(method, {})[name] = (value.strip().lower() in ("1", "true", "yes")) if t is bool \
-                else t(value)
-        except ValueError:
-            raise click.BadParameter(f"{name} needs a {t.__name__}, got {value!r}", param_hint="'--config'") from None
+            changes.setdefault(method, {})[name] = parse_setting(method, name, value)
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="'--config'") from None
     try:
         return {m: make_config(m, **c) for m, c in changes.items()}
     except ValueError as e:

@@ -133,6 +133,28 @@ def make_config(method: str, **overrides):
     return cls(**overrides)
 
 
+def parse_setting(method: str, name: str, value: str):
+    """A config field's value from text, typed by the field (bool: 1/true/yes; X | None: "none" is None)."""
+    import typing
+
+    hints = typing.get_type_hints(REGISTRY[method].config)
+    if name not in hints:
+        known = ", ".join(f.name for f in dataclasses.fields(REGISTRY[method].config))
+        raise ValueError(f"{method} has no setting {name!r}; known: {known}")
+    t, text = hints[name], value.strip()
+    args = typing.get_args(t)
+    if len(args) == 2 and type(None) in args:
+        if text.lower() == "none":
+            return None
+        t = next(a for a in args if a is not type(None))
+    if t is bool:
+        return text.lower() in ("1", "true", "yes")
+    try:
+        return t(text)
+    except ValueError:
+        raise ValueError(f"{name} needs a {t.__name__}, got {value!r}") from None
+
+
 def run_edit(method: str, backbone, request: EditRequest, config=None, seed: int = 0) -> EditResult:
     """Run a registered method, recording its wall time in the provenance."""
     import time
