@@ -14,15 +14,11 @@ import argparse
 import time
 
 import numpy as np
-import torch
 
-from semedit.engine.conditioning import encode_image
-from semedit.engine.ddim import make_schedule
 from semedit.engine.masks import resize, threshold
 from semedit.eval.bench import make_task, make_tasks, task_request
 from semedit.methods import make_config
-from semedit.methods.base import edit_conditions
-from semedit.methods.ito import edit_mask
+from semedit.methods.ito import request_edit_mask
 from semedit.models.backbone import load_backbone
 
 VARIANTS = {  # name: ITOConfig fields
@@ -60,14 +56,11 @@ def main():
     chosen = [list(VARIANTS)[int(i)] for i in args.variants.split(",")]
     for name, fields in ((k, VARIANTS[k]) for k in chosen):
         cfg = make_config("ito", **fields)
-        schedule = make_schedule(bb.scheduler_config, cfg.steps)
         rows = []
         for t in tasks:
             req = task_request(t, bb.image_size)
             t0 = time.perf_counter()
-            with torch.no_grad():
-                conds = edit_conditions(bb, req, cfg.negative_prompt, cfg.controlnet_scale)
-                mask, soft, calls = edit_mask(bb, encode_image(bb, req.image), conds, schedule, cfg, t.seed)
+            mask, soft, calls = request_edit_mask(bb, req, cfg, t.seed)
             seconds = time.perf_counter() - t0
             binary = {tau: resize(threshold(soft, float(tau)), (64, 64))[0, 0].numpy() > 0 for tau in taus}
             soft = resize(soft, (64, 64), binary=False)[0, 0].numpy()

@@ -17,15 +17,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-import torch
-
-from semedit.engine.conditioning import encode_image
-from semedit.engine.ddim import make_schedule
 from semedit.engine.masks import resize
 from semedit.eval.bench import TASK_KINDS, make_task, make_tasks, run_method, score, summarise, task_request, _resize
 from semedit.methods import make_config, run_edit
-from semedit.methods.base import edit_conditions, parse_setting
-from semedit.methods.ito import edit_mask
+from semedit.methods.base import parse_setting
+from semedit.methods.ito import request_edit_mask
 from semedit.models.backbone import load_backbone, load_evaluator
 
 
@@ -58,14 +54,11 @@ def sweep(bb, tasks, lams, fields: dict | None = None, progress=print) -> tuple[
     to every run's cost. Returns {lambda: rows} and, per task, the pictures of the grid."""
     fields = fields or {}
     base = make_config("ito", **fields)
-    schedule = make_schedule(bb.scheduler_config, base.steps)
     runs, pictures = {lam: [] for lam in lams}, {}
     for n, t in enumerate(tasks, 1):
         req = task_request(t, bb.image_size)
         t0 = time.perf_counter()
-        with torch.no_grad():
-            conds = edit_conditions(bb, req, base.negative_prompt, base.controlnet_scale)
-            mask, _, mask_calls = edit_mask(bb, encode_image(bb, req.image), conds, schedule, base, t.seed)
+        mask, _, mask_calls = request_edit_mask(bb, req, base, t.seed)
         mask_seconds = time.perf_counter() - t0
         req.mask = resize(mask, (bb.image_size,) * 2)[0, 0].numpy() > 0
         pics = {"mask": req.mask, "outputs": {}}

@@ -54,19 +54,11 @@ def _pose_edit(seed=3):
 
 
 def test_mask_from_a_pose_change_covers_the_moved_head(toon):
-    import torch
-
-    from semedit.engine.conditioning import encode_image
-    from semedit.engine.ddim import make_schedule
     from semedit.engine.masks import resize, threshold
-    from semedit.methods.base import edit_conditions
-    from semedit.methods.ito import ITOConfig, edit_mask
+    from semedit.methods.ito import request_edit_mask
 
     gt, req = _pose_edit()
-    cfg = ITOConfig()
-    with torch.no_grad():
-        mask, soft, _ = edit_mask(toon, encode_image(toon, req.image), edit_conditions(toon, req),
-                                  make_schedule(toon.scheduler_config, cfg.steps), cfg, seed=0)
+    mask, soft, _ = request_edit_mask(toon, req, seed=0)
     changed = np.abs(gt.source_render.image.astype(int) - gt.target_render.image.astype(int)).max(2) > 25
     m = resize(mask, (64, 64))[0, 0].numpy() > 0
     for render in (gt.source_render, gt.target_render):  # the head where it was and where it goes

@@ -276,13 +276,12 @@ def _config_options(cls):
     import dataclasses
     import typing
 
+    from .methods.base import plain_type
+
     hints, helps = typing.get_type_hints(cls), _field_help(cls)
     opts = []
     for f in dataclasses.fields(cls):
-        t, flag = hints[f.name], "--" + f.name.replace("_", "-")
-        args = typing.get_args(t)
-        if len(args) == 2 and type(None) in args:  # X | None: the option may be left out
-            t = next(a for a in args if a is not type(None))
+        t, flag = plain_type(hints[f.name]), "--" + f.name.replace("_", "-")  # X | None: may be left out
         if t is bool:
             opts.append(click.option(f"{flag}/--no-{flag[2:]}", f.name, default=f.default, show_default=True,
                                      help=helps.get(f.name)))

@@ -154,12 +154,12 @@ class PeakMemory:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def task_request(task: BenchTask, size: int, mask: np.ndarray | None = None):
+def task_request(task: BenchTask, size: int):
     """The EditRequest a method gets for a task, at the model's image size."""
     from ..methods import EditRequest
 
     return EditRequest(image=_resize(task.edit.source_render.image, size), target_prompt=task.target_prompt,
-                       source_prompt=task.source_prompt, mask=mask,
+                       source_prompt=task.source_prompt,
                        controls={k: _resize(v, size) for k, v in task.controls.items()},
                        source_controls={k: _resize(v, size) for k, v in task.source_controls.items()})
 

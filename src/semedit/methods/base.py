@@ -133,6 +133,14 @@ def make_config(method: str, **overrides):
     return cls(**overrides)
 
 
+def plain_type(t):
+    """X for a config field annotated X | None, else the annotation itself."""
+    import typing
+
+    args = typing.get_args(t)
+    return next(a for a in args if a is not type(None)) if len(args) == 2 and type(None) in args else t
+
+
 def parse_setting(method: str, name: str, value: str):
     """A config field's value from text, typed by the field (bool: 1/true/yes; X | None: "none" is None)."""
     import typing
@@ -141,12 +149,9 @@ def parse_setting(method: str, name: str, value: str):
     if name not in hints:
         known = ", ".join(f.name for f in dataclasses.fields(REGISTRY[method].config))
         raise ValueError(f"{method} has no setting {name!r}; known: {known}")
-    t, text = hints[name], value.strip()
-    args = typing.get_args(t)
-    if len(args) == 2 and type(None) in args:
-        if text.lower() == "none":
-            return None
-        t = next(a for a in args if a is not type(None))
+    t, text = plain_type(hints[name]), value.strip()
+    if t is not hints[name] and text.lower() == "none":
+        return None
     if t is bool:
         return text.lower() in ("1", "true", "yes")
     try:

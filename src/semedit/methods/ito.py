@@ -173,6 +173,14 @@ def edit_mask(backbone, z0, conds: EditConditions, schedule, config: ITOConfig, 
     return threshold(soft, config.mask_threshold), soft, calls  # tau (§4)
 
 
+@torch.no_grad()
+def request_edit_mask(backbone, request: EditRequest, config: ITOConfig = ITOConfig(), seed: int = 0):
+    """`edit_mask` of an EditRequest (its image and conditions), on the config's sampling grid."""
+    conds = edit_conditions(backbone, request, config.negative_prompt, config.controlnet_scale)
+    schedule = make_schedule(backbone.scheduler_config, config.steps)
+    return edit_mask(backbone, encode_image(backbone, request.image), conds, schedule, config, seed)
+
+
 def _inversion_eps(backbone, null: Condition, cond: Condition, config: ITOConfig) -> GuidedNoise:
     if config.inversion_condition == "null":
         plain = Condition(null.text)
