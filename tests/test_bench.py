@@ -9,7 +9,7 @@ import torch
 from click.testing import CliRunner
 
 from semedit.cli import main
-from semedit.eval.bench import (TASK_KINDS, make_task, make_tasks, run_benchmark, run_method, score,
+from semedit.eval.bench import (TASK_KINDS, make_task, make_tasks, rejudge, run_benchmark, run_method, score,
                                 summarise)
 from semedit.methods.base import REGISTRY, EditResult, register
 from semedit.models.evaluator import ToonEvaluator
@@ -99,7 +99,7 @@ def test_text_only_methods_skip_layout_tasks_and_results_are_not_overwritten(tin
     tasks = report["tasks"]
     assert [t["kind"] for t in tasks] == ["hair", "pose"]
     assert "skipped" in tasks[1] and tasks[0]["unet_evaluations"] > 0 and "preservation_mae" in tasks[0]
-    assert {"results.json", "table.md", "grid.png"} <= {p.name for p in tmp_path.iterdir()}
+    assert {"results.json", "table.md", "grid.png", "outputs.npz"} <= {p.name for p in tmp_path.iterdir()}
     table = (tmp_path / "table.md").read_text()
     assert "| sdedit | 1 |" in table and "ground_truth" in table
     with pytest.raises(FileExistsError, match="overwrite"):
@@ -117,3 +117,19 @@ def test_bench_cli_errors(args, message, tmp_path):
     r = CliRunner().invoke(main, ["bench", "--methods", "sdedit", "--out", str(tmp_path / "b"), *args])
     assert r.exit_code != 0 and message in r.output, r.output
     assert not (tmp_path / "b").exists()
+
+
+def test_rejudge_scores_the_kept_outputs_again(tiny, evaluator, tmp_path):
+    report = run_benchmark(tiny, evaluator, ["sdedit"], ["hair"], 2, tmp_path,
+                           configs={"sdedit": REGISTRY["sdedit"].config(steps=4)})
+    torch.manual_seed(1)
+    other = ToonEvaluator(channels=(8, 16, 16), pooling="attention").eval()  # another judge
+    again = rejudge(tmp_path, other)
+    first, second = report["tasks"], again["tasks"]
+    # outputs and cost kept; pixel metrics (judge-free) equal, the judge's Fréchet distance not
+    assert [t["unet_evaluations"] for t in first] == [t["unet_evaluations"] for t in second]
+    assert [t["preservation_mae"] for t in first] == pytest.approx([t["preservation_mae"] for t in second])
+    assert again["frechet"]["sdedit"] != report["frechet"]["sdedit"]
+    assert rejudge(tmp_path, evaluator)["frechet"] == pytest.approx(report["frechet"])
+    r = CliRunner().invoke(main, ["bench", "--rejudge", "--out", str(tmp_path / "none")])
+    assert r.exit_code != 0 and "not the folder of a finished benchmark run" in r.output

@@ -142,3 +142,18 @@ def test_masked_and_cosine_losses():
     assert float(cosine_distance(y, -y)) == pytest.approx(4, abs=1e-5)
     cg = latent_gradient(y, lambda v: cosine_distance(v, x))
     assert torch.allclose((cg * y).sum(dim=(1, 2, 3)), torch.zeros(2), atol=1e-5)  # scale-invariant: grad ⟂ y
+
+
+def test_cosine_distance_per_pixel():
+    from semedit.engine.optimise import cosine_distance, latent_gradient
+
+    g = torch.Generator().manual_seed(1)
+    y, x = torch.randn(2, 4, 4, 4, generator=g), torch.randn(2, 4, 4, 4, generator=g)
+    scaled = y * torch.rand(2, 1, 4, 4, generator=g).add(0.5)  # each pixel's vector rescaled: same direction
+    assert float(cosine_distance(y, scaled, over="pixel")) == pytest.approx(0, abs=1e-5)
+    assert float(cosine_distance(y, scaled)) > 1e-3  # the whole-latent cosine sees the change
+    assert float(cosine_distance(y, -y, over="pixel")) == pytest.approx(2 * 2 * 16, abs=1e-4)
+    cg = latent_gradient(y, lambda v: cosine_distance(v, x, over="pixel"))
+    assert torch.allclose((cg * y).sum(dim=1), torch.zeros(2, 4, 4), atol=1e-5)  # grad ⟂ y at every pixel
+    with pytest.raises(ValueError, match="over"):
+        cosine_distance(y, x, over="nope")

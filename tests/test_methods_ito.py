@@ -86,6 +86,29 @@ def test_preservation_loss_without_weight_leaves_latents_unchanged():
     assert float(guidance_loss(y, -y)) == pytest.approx(2, abs=1e-6)
 
 
+def test_lambda_balances_the_losses_with_the_per_pixel_cosine():
+    """Adam's first step is lr * sign(gradient): with the whole-latent cosine (Eq. 5 as printed) its
+    gradient is far smaller than the squared error's, so lambda in (0, 1) barely matters outside the
+    mask; per latent pixel the two are of one size and lambda trades preservation for guidance."""
+    g = torch.Generator().manual_seed(0)
+    y, d, gt = (torch.randn(1, 4, 16, 16, generator=g) for _ in range(3))
+    x = y + 0.3 * d  # decoding starts at y = x: y is a small step away from x when it is updated
+    m = torch.zeros(1, 1, 16, 16)
+    m[..., 8:] = 1
+    out = {(over, lam): ito_update(y, x, gt, m, lam, grad_steps=1, lr=0.1, cosine_over=over)
+           for over in ("latent", "pixel") for lam in (0.2, 0.8)}
+
+    def changed(a, b):  # share of latent entries outside the edit region that moved differently
+        return float(((a - b)[..., :8].abs() > 1e-3).float().mean())
+
+    assert changed(out["latent", 0.2], out["latent", 0.8]) < 0.02
+    assert changed(out["pixel", 0.2], out["pixel", 0.8]) > 0.2
+    err = {lam: float(((out["pixel", lam] - x)[..., :8] ** 2).sum()) for lam in (0.2, 0.8)}
+    cos = {lam: float(torch.nn.functional.cosine_similarity(out["pixel", lam][..., :8], gt[..., :8]).mean())
+           for lam in (0.2, 0.8)}
+    assert err[0.8] < err[0.2] and cos[0.2] > cos[0.8]  # more lambda: closer to x; less: closer to g
+
+
 def _same_conditions(bb, prompt):
     null, text = encode_text(bb, ["", prompt]).chunk(2)
     src, nc = Condition(text), Condition(null)

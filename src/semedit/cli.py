@@ -515,13 +515,25 @@ def _parse_method_settings(items, methods) -> dict:
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("out/bench"),
               show_default=True, help="Folder for results.json, table.md and grid.png.")
 @click.option("--overwrite", is_flag=True, help="Replace results already in --out.")
-def bench(methods, kinds, count, model, evaluator, settings, seed, out, overwrite):
+@click.option("--rejudge", is_flag=True,
+              help="Run no method: judge the outputs kept in --out again (e.g. with a retrained --evaluator) and "
+                   "rewrite its results.json, table.md and grid.png.")
+def bench(methods, kinds, count, model, evaluator, settings, seed, out, overwrite, rejudge):
     """The toon benchmark: every method on the same seeded edit tasks, judged by the evaluator."""
     from tqdm import tqdm
 
-    from .eval.bench import TASK_KINDS, run_benchmark
+    from .eval.bench import TASK_KINDS, rejudge as rejudge_run, run_benchmark
     from .methods import REGISTRY
     from .models.backbone import BackboneNotFound, load_backbone, load_evaluator
+
+    if rejudge:
+        try:
+            report = rejudge_run(out, load_evaluator(evaluator))
+        except (FileNotFoundError, ValueError) as e:
+            raise click.ClickException(str(e)) from None
+        click.echo((out / "table.md").read_text())
+        click.echo(f"judged {len(report['tasks'])} rows again: rewrote {out}/results.json, table.md, grid.png")
+        return
 
     names = [m.strip() for m in methods.split(",") if m.strip()]
     unknown = [m for m in names if m not in REGISTRY]

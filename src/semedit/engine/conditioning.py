@@ -49,13 +49,20 @@ def control_map(backbone, layout: np.ndarray) -> torch.Tensor:
     return control_tensor(a[None]).to(backbone.device, backbone.dtype)
 
 
-def predict_noise(backbone, x: torch.Tensor, t: int, conditions: list[Condition]) -> list[torch.Tensor]:
+def predict_noise(backbone, x: torch.Tensor | list[torch.Tensor], t: int,
+                  conditions: list[Condition]) -> list[torch.Tensor]:
     """eps(x, t, c) for every condition, all branches through the U-Net as one batch (ControlNet
-    residuals summed over the ControlNets a branch uses, as diffusers' MultiControlNet does)."""
-    n, b = len(conditions), x.shape[0]
-    xb = x.repeat(n, 1, 1, 1)
+    residuals summed over the ControlNets a branch uses, as diffusers' MultiControlNet does).
+    `x` is one latent batch for all branches, or a list of each branch's own (equal-sized) batch,
+    so that separate sampling runs can share U-Net calls."""
+    n = len(conditions)
+    xs = list(x) if isinstance(x, (list, tuple)) else [x] * n
+    if len(xs) != n or len({tuple(v.shape) for v in xs}) != 1:
+        raise ValueError(f"need one latent batch of one shape per condition: {len(xs)} for {n} conditions")
+    b = xs[0].shape[0]
+    xb = torch.cat(xs)
     text = torch.cat([c.text.expand(b, -1, -1) for c in conditions])
-    tt = torch.full((n * b,), int(t), device=x.device, dtype=torch.long)
+    tt = torch.full((n * b,), int(t), device=xb.device, dtype=torch.long)
     down = mid = None
     for name in sorted({k for c in conditions for k in c.controls}):
         net = backbone.controlnets[name]
@@ -66,8 +73,8 @@ def predict_noise(backbone, x: torch.Tensor, t: int, conditions: list[Condition]
             maps.append(m)
             scales.append(float(s))
         cond = torch.cat([m.expand(b, -1, -1, -1) for m in maps])
-        scale = torch.tensor(scales, device=x.device, dtype=x.dtype).repeat_interleave(b).view(-1, 1, 1, 1)
-        d, m_ = net(xb, tt, encoder_hidden_states=text, controlnet_cond=cond.to(x.device, x.dtype), return_dict=False)
+        scale = torch.tensor(scales, device=xb.device, dtype=xb.dtype).repeat_interleave(b).view(-1, 1, 1, 1)
+        d, m_ = net(xb, tt, encoder_hidden_states=text, controlnet_cond=cond.to(xb.device, xb.dtype), return_dict=False)
         d = [r * scale for r in d]
         m_ = m_ * scale
         down = d if down is None else [a + r for a, r in zip(down, d)]

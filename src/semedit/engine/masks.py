@@ -66,25 +66,28 @@ def estimate_edit_mask_by_sampling(backbone, z0: torch.Tensor, schedule, start: 
     `samples` random noises to level `start` (x_E(s)), DDIM-sampled under the `source` and under
     the `edit` Condition, and the noise predictions of each run at the last sampling timestep are
     contrasted, |eps(x_1, 1, C_EDIT, s) - eps(x_1, 1, C_0, s)|, averaged over channels and seeds.
+    The two runs go down side by side, every step's branches of both in one U-Net batch.
     Returns the (1, 1, h, w) map, not normalised, and the U-Net evaluations used."""
-    from .conditioning import GuidedNoise
+    from .conditioning import predict_noise
     from .ddim import ddim_sample, q_sample, seeded_noise
+    from .guidance import nested_guidance
 
     _check_mask_inputs(z0, samples, guidance_scale, source_null, edit_null)
+    guided = float(guidance_scale) != 1.0
+    runs = [[null, cond] if guided else [cond] for null, cond in ((source_null, source), (edit_null, edit))]
+    last = {}
+
+    def eps_fn(x, t):  # x: the C_0 run and the C_EDIT run stacked
+        halves = x.chunk(2)
+        preds = iter(predict_noise(backbone, [h for h, r in zip(halves, runs) for _ in r], t, sum(runs, [])))
+        eps = [nested_guidance([next(preds) for _ in r], [guidance_scale] * (len(r) - 1)) for r in runs]
+        last["eps"] = eps  # the prediction of the last timestep is what remains
+        return torch.cat(eps)
+
     x_e = q_sample(z0, seeded_noise((samples, *z0.shape[1:]), seed, z0), schedule.alphas[start])
-    last, calls = [], 0
-    for null, cond in ((source_null, source), (edit_null, edit)):
-        eps_fn = GuidedNoise(backbone, null, cond, guidance_scale)
-        seen = {}
-
-        def record(x, t, eps_fn=eps_fn, seen=seen):  # keeps the prediction of the last timestep
-            seen["eps"] = eps_fn(x, t)
-            return seen["eps"]
-
-        ddim_sample(record, x_e, schedule, start)
-        last.append(seen["eps"])
-        calls += eps_fn.calls
-    return noise_difference(last[1], last[0], samples=samples), calls
+    ddim_sample(eps_fn, torch.cat([x_e, x_e]), schedule, start)
+    calls = 2 * len(runs[0]) * samples * (schedule.num_steps - start)
+    return noise_difference(last["eps"][1], last["eps"][0], samples=samples), calls
 
 
 def normalise(m: torch.Tensor, mode: str = "minmax", clamp_ratio: float = 3.0) -> torch.Tensor:

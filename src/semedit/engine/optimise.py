@@ -42,7 +42,13 @@ def masked_squared_error(y: torch.Tensor, x: torch.Tensor, weight: torch.Tensor 
     return ((weight * (y - x)) ** 2).sum()
 
 
-def cosine_distance(y: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """1 - y.g / (|y| |g|) over each batch entry's whole flattened tensor, summed over the batch
-    (ITO paper Eq. 5, the guidance loss towards a guidance latent)."""
-    return (1 - torch.nn.functional.cosine_similarity(y.flatten(1), g.flatten(1), dim=1, eps=1e-12)).sum()
+def cosine_distance(y: torch.Tensor, g: torch.Tensor, over: str = "latent") -> torch.Tensor:
+    """1 - y.g / (|y| |g|) (ITO paper Eq. 5, the guidance loss towards a guidance latent), summed over
+    the batch. `over="latent"`: one cosine over each batch entry's whole flattened tensor;
+    `"pixel"`: one cosine along the channels at every spatial position, summed over positions (its
+    gradient is then of the size of a squared error's, so the two can be balanced by weights)."""
+    if over == "latent":
+        return (1 - torch.nn.functional.cosine_similarity(y.flatten(1), g.flatten(1), dim=1, eps=1e-12)).sum()
+    if over == "pixel":
+        return (1 - torch.nn.functional.cosine_similarity(y, g, dim=1, eps=1e-12)).sum()
+    raise ValueError(f"over must be 'latent' or 'pixel', got {over!r}")

@@ -315,33 +315,70 @@ def grid(tasks: list[BenchTask], rows: list[dict], methods: list[str], per_kind:
 
 def run_benchmark(backbone, evaluator, methods: list[str], kinds, n: int, out_dir, seed: int = 0,
                   configs: dict | None = None, overwrite: bool = False, progress=None) -> dict:
-    """Run `methods` on n tasks of each kind; write results.json, table.md and grid.png to out_dir."""
+    """Run `methods` on n tasks of each kind; keep their outputs (outputs.npz) and write the judgement
+    (results.json, table.md, grid.png) to out_dir."""
     out_dir = Path(out_dir)
-    files = [out_dir / f for f in ("results.json", "table.md", "grid.png")]
+    files = [out_dir / f for f in (*JUDGEMENT_FILES, OUTPUTS_FILE)]
     if not overwrite and any(f.exists() for f in files):
         raise FileExistsError(f"{out_dir} holds benchmark results; pass overwrite=True (--overwrite) to replace them")
     tasks = make_tasks(kinds, n, seed)
     rows = []
     t0 = time.perf_counter()
     for m in methods:
-        mrows = run_method(m, backbone, tasks, (configs or {}).get(m), progress)
-        score(mrows, tasks, evaluator, backbone.clip, backbone.clip_processor)
-        rows += mrows
+        rows += run_method(m, backbone, tasks, (configs or {}).get(m), progress)
+    meta = {"model": backbone.name, "methods": methods, "kinds": list(kinds), "n": n, "seed": seed,
+            "configs": {m: _config_dict(m, (configs or {}).get(m)) for m in methods},
+            "wall_seconds": round(time.perf_counter() - t0, 1),
+            "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.savez_compressed(out_dir / OUTPUTS_FILE, **{_output_key(r): r["output"] for r in rows if "output" in r})
+    return judge(out_dir, meta, tasks, rows, evaluator, backbone.clip, backbone.clip_processor)
+
+
+JUDGEMENT_FILES = ("results.json", "table.md", "grid.png")
+OUTPUTS_FILE = "outputs.npz"
+
+
+def _output_key(row: dict) -> str:
+    return f"{row['method']}/{row['kind']}/{row['index']}"
+
+
+def judge(out_dir, meta: dict, tasks: list[BenchTask], rows: list[dict], evaluator, clip=None,
+          clip_processor=None) -> dict:
+    """Score every method's rows (each in task order), then write results.json, table.md and grid.png."""
+    out_dir = Path(out_dir)
+    for m in meta["methods"]:
+        score([r for r in rows if r["method"] == m], tasks, evaluator, clip, clip_processor)
     reference = reference_features(evaluator)
     frechet = {**frechet_by_method(rows, evaluator, reference), **frechet_floor(tasks, evaluator, reference)}
     summary = summarise(rows)
-    report = {"model": backbone.name, "methods": methods, "kinds": list(kinds), "n": n, "seed": seed,
-              "configs": {m: _config_dict(m, (configs or {}).get(m)) for m in methods},
-              "clip": backbone.clip is not None, "wall_seconds": round(time.perf_counter() - t0, 1),
-              "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
+    report = {**meta, "clip": clip is not None or meta.get("clip", False),
               "not_computed": "LPIPS, Inception FID and ArcFace identity need their weights locally; none given",
               "summary": summary, "frechet": frechet,
               "tasks": [{k: v for k, v in r.items() if k != "output"} for r in rows]}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    files[0].write_text(json.dumps(report, indent=2, default=float))
-    files[1].write_text(markdown_table(summary, frechet, kinds))
-    grid(tasks, rows, methods).save(files[2])
+    (out_dir / JUDGEMENT_FILES[0]).write_text(json.dumps(report, indent=2, default=float))
+    (out_dir / JUDGEMENT_FILES[1]).write_text(markdown_table(summary, frechet, meta["kinds"]))
+    grid(tasks, rows, meta["methods"]).save(out_dir / JUDGEMENT_FILES[2])
     return report
+
+
+def rejudge(out_dir, evaluator) -> dict:
+    """Judge the outputs a finished run kept (outputs.npz) again, e.g. with a retrained evaluator, without
+    running any method: the tasks are rebuilt from the run's seed; cost and CLIP figures are kept."""
+    out_dir = Path(out_dir)
+    missing = [f for f in (JUDGEMENT_FILES[0], OUTPUTS_FILE) if not (out_dir / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"{out_dir} has no {' or '.join(missing)}: not the folder of a finished benchmark run")
+    report = json.loads((out_dir / JUDGEMENT_FILES[0]).read_text())
+    outputs = np.load(out_dir / OUTPUTS_FILE)
+    rows = []
+    for r in report["tasks"]:
+        row = dict(r)
+        if _output_key(r) in outputs:
+            row["output"] = outputs[_output_key(r)]
+        rows.append(row)
+    meta = {k: v for k, v in report.items() if k not in ("summary", "frechet", "tasks", "not_computed")}
+    return judge(out_dir, meta, make_tasks(meta["kinds"], meta["n"], meta["seed"]), rows, evaluator)
 
 
 def _config_dict(method, config):

@@ -63,6 +63,7 @@ class ITOConfig:
     grad_steps: int = 1  # k: gradient steps per updated timestep (Eq. 3, §4: 1)
     lr: float = 0.1  # gamma, the learning rate (Eq. 3, §4: Adam, 0.1)
     optimizer: str = "adam"  # adam (§4) or sgd (Eq. 3's plain gradient step)
+    guidance_cosine: str = "latent"  # Eq. 5's cosine over the whole latent, or "pixel": per latent pixel, summed
     guidance_update_steps: int = 15  # t_u for the guidance image (§4: same as the edit; A.2 suggests 20)
     guidance_grad_steps: int = 1  # k for the guidance image (§4: 1; A.2 suggests 30)
     refine_guidance: bool = False  # refine the guidance image towards the input, lambda = 0 (supp. A.5; off by default)
@@ -96,6 +97,8 @@ class ITOConfig:
             raise ValueError(f"lr must be > 0, got {self.lr}")
         if self.optimizer not in ("adam", "sgd"):
             raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
+        if self.guidance_cosine not in ("latent", "pixel"):
+            raise ValueError(f"guidance_cosine must be 'latent' or 'pixel', got {self.guidance_cosine!r}")
         if self.mask_mode not in ("sampling", "direct"):
             raise ValueError(f"mask_mode must be 'sampling' or 'direct', got {self.mask_mode!r}")
         if self.mask_encode_ratio is not None and not 0 < self.mask_encode_ratio <= 1:
@@ -121,29 +124,31 @@ def preservation_loss(y_t: torch.Tensor, x_t: torch.Tensor, m: torch.Tensor | No
     return masked_squared_error(y_t, x_t, 1.0 if m is None else 1 - m)
 
 
-def guidance_loss(y_t: torch.Tensor, g_t: torch.Tensor) -> torch.Tensor:
-    """L_G (Eq. 5): 1 - cos(y_t, g_t), g_t the guidance image's encoding at the same level."""
-    return cosine_distance(y_t, g_t)
+def guidance_loss(y_t: torch.Tensor, g_t: torch.Tensor, over: str = "latent") -> torch.Tensor:
+    """L_G (Eq. 5): 1 - cos(y_t, g_t), g_t the guidance image's encoding at the same level; the cosine
+    over the whole latent (`over="latent"`, Eq. 5 as printed) or per latent pixel ("pixel")."""
+    return cosine_distance(y_t, g_t, over)
 
 
-def ito_loss(y_t, x_t, g_t, m, lam: float) -> torch.Tensor:
+def ito_loss(y_t, x_t, g_t, m, lam: float, cosine_over: str = "latent") -> torch.Tensor:
     """Eq. 6: (1 - lambda) L_G(y_t, g_t) + lambda L_REC(y_t, x_t, m); a term whose weight is zero is left out."""
     loss = y_t.new_zeros(())
     if lam < 1:
-        loss = loss + (1 - lam) * guidance_loss(y_t, g_t)
+        loss = loss + (1 - lam) * guidance_loss(y_t, g_t, cosine_over)
     if lam > 0:
         loss = loss + lam * preservation_loss(y_t, x_t, m)
     return loss
 
 
-def ito_update(y_t, x_t, g_t, m, lam: float, grad_steps: int, lr: float, optimizer: str = "adam") -> torch.Tensor:
+def ito_update(y_t, x_t, g_t, m, lam: float, grad_steps: int, lr: float, optimizer: str = "adam",
+               cosine_over: str = "latent") -> torch.Tensor:
     """y_t -> y'_t: k optimiser steps on Eq. 6 (Eq. 3 / 5 / 6; Adam with learning rate gamma, §4)."""
-    return optimise_latents(y_t, lambda v: ito_loss(v, x_t, g_t, m, lam), grad_steps, lr, optimizer)
+    return optimise_latents(y_t, lambda v: ito_loss(v, x_t, g_t, m, lam, cosine_over), grad_steps, lr, optimizer)
 
 
 def ito_decode(eps_fn, y: torch.Tensor, schedule, start: int, update_steps: int, grad_steps: int, lr: float,
                optimizer: str, lam: float, mask=None, reference: dict | None = None,
-               guide: dict | None = None) -> torch.Tensor:
+               guide: dict | None = None, cosine_over: str = "latent") -> torch.Tensor:
     """DDIM decoding from level `start` (Eq. 1) with the ITO update of y_t before the U-Net call at
     each of the first `update_steps` levels (§3.2: "for the first t_u steps of the backwards
     diffusion process"); `reference` / `guide` map levels to x_t / g_t."""
@@ -152,7 +157,7 @@ def ito_decode(eps_fn, y: torch.Tensor, schedule, start: int, update_steps: int,
             return y_t
         x_t = None if reference is None else reference[level]
         g_t = None if guide is None else guide[level]
-        return ito_update(y_t, x_t, g_t, mask, lam, grad_steps, lr, optimizer)
+        return ito_update(y_t, x_t, g_t, mask, lam, grad_steps, lr, optimizer, cosine_over)
 
     return ddim_sample(eps_fn, y, schedule, start, before_step=before)
 
@@ -214,7 +219,8 @@ def guidance_image(backbone, z0, x: dict, conds: EditConditions, mask, schedule,
     if config.refine_guidance:  # A.5: lambda = 0, input G, reference I
         refine_eps = GuidedNoise(backbone, conds.edit_null, conds.edit, config.guidance_scale)
         g0_refined = ito_decode(refine_eps, g[start], schedule, start, config.refine_update_steps,
-                                config.refine_grad_steps, config.lr, config.optimizer, lam=0.0, guide=x)
+                                config.refine_grad_steps, config.lr, config.optimizer, lam=0.0, guide=x,
+                                cosine_over=config.guidance_cosine)
         g_refined, inv2 = encode(backbone, g0_refined, conds.edit_null, conds.edit, schedule, start, config)
         out.update(g0=g0_refined, g=g_refined, g0_unrefined=g0)
         calls += refine_eps.calls + inv2.calls
@@ -248,7 +254,8 @@ def ito_edit(backbone, z0: torch.Tensor, conds: EditConditions, config: ITOConfi
             intermediates["guidance_image_unrefined"] = decode_latents(backbone, gi["g0_unrefined"])[0]
     edit_eps = GuidedNoise(backbone, conds.edit_null, conds.edit, config.guidance_scale)  # (3) the edit (Eq. 3-6)
     y0 = ito_decode(edit_eps, x[start], schedule, start, update_steps, config.grad_steps, config.lr,
-                    config.optimizer, config.lam, mask=mask, reference=x, guide=guide)
+                    config.optimizer, config.lam, mask=mask, reference=x, guide=guide,
+                    cosine_over=config.guidance_cosine)
     forward += edit_eps.calls
     up = resize(mask, (backbone.image_size,) * 2)[0, 0].float().cpu().numpy()
     intermediates.update(mask=up, latents=y0, unet_backward=0)  # the losses never reach the U-Net

@@ -27,7 +27,8 @@ def _block(cin, cout, stride):
 class ToonEvaluator(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, channels: tuple[int, ...] = (24, 48, 96, 192), attributes: dict | None = None,
-                 pose_keys: tuple[str, ...] = POSE_KEYS, seg_classes: int = len(SEG_CLASSES), seg_width: int = 48):
+                 pose_keys: tuple[str, ...] = POSE_KEYS, seg_classes: int = len(SEG_CLASSES), seg_width: int = 48,
+                 pooling: str = "mean"):
         super().__init__()
         attributes = attributes or {k: list(v) for k, v in CATEGORICAL.items()}
         self.register_to_config(attributes=attributes)  # the class order is part of the saved model
@@ -40,6 +41,12 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
         self.features = nn.Sequential(*layers)
         self.heads = nn.ModuleDict({k: nn.Linear(cin, len(v)) for k, v in attributes.items()})
         self.pose = nn.Linear(cin, len(pose_keys))
+        if pooling not in ("mean", "attention"):
+            raise ValueError(f"pooling must be 'mean' or 'attention', not {pooling!r}")
+        # "attention": each head pools the last feature map with its own spatial softmax, so a
+        # face detail of a few pixels (expression, gaze) is not averaged away over the whole canvas
+        # (the head pose keeps the mean: where the head is must not depend on where a head looks)
+        self.attend = nn.Conv2d(cin, len(attributes), 1) if pooling == "attention" else None
         # per-pixel classes from the full-resolution stem and the upsampled first stage; a 1x1 mix
         # first keeps the full-resolution head cheap on a CPU
         self.seg = nn.Sequential(nn.Conv2d(channels[0] + channels[1], seg_width, 1), nn.SiLU(),
@@ -55,16 +62,22 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
         if with_seg:
             up = F.interpolate(skips[1], size=skips[0].shape[-2:], mode="bilinear", align_corners=False)
             seg = self.seg(torch.cat([skips[0], up], 1))
-        return x.mean(dim=(2, 3)), seg
+        return x, seg
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
-        """Pooled features of images in [-1, 1] (the space of the evaluator Fréchet distance)."""
-        return self._run(images, False)[0]
+        """Mean-pooled features of images in [-1, 1] (the space of the evaluator Fréchet distance)."""
+        return self._run(images, False)[0].mean(dim=(2, 3))
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        h, seg = self._run(images, True)
-        out = {k: head(h) for k, head in self.heads.items()}
-        out["pose"] = self.pose(h)
+        x, seg = self._run(images, True)
+        mean = x.mean(dim=(2, 3))
+        if self.attend is None:
+            pooled = [mean] * len(self.heads)
+        else:
+            w = self.attend(x).flatten(2).softmax(-1)  # N x heads x HW
+            pooled = torch.einsum("nkp,ncp->knc", w, x.flatten(2)).unbind(0)
+        out = {k: head(pooled[i]) for i, (k, head) in enumerate(self.heads.items())}
+        out["pose"] = self.pose(mean)
         out["seg"] = seg
         return out
 

@@ -18,6 +18,7 @@ from .training import TrainConfig, TrainRun
 EVALUATOR_TRAIN = TrainConfig(steps=2500, batch_size=32, lr=2e-3, warmup=200, weight_decay=1e-4,
                               checkpoint_every=250, seed=0)
 NOISE_STD = 0.03  # light Gaussian noise on inputs, for robustness to generated images
+EVALUATOR_POOLING = "attention"
 RECON_N = 8000  # training images also seen as VAE reconstructions (a VAE round trip costs ~0.1 s a CPU core)
 
 
@@ -39,7 +40,8 @@ def evaluate(model: ToonEvaluator, images: np.ndarray, records, seg: np.ndarray)
 
 
 def train_evaluator(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | Path, out_dir: str | Path,
-                    cfg: TrainConfig = EVALUATOR_TRAIN, resume: bool = True, eval_n: int = 2000) -> dict:
+                    cfg: TrainConfig = EVALUATOR_TRAIN, resume: bool = True, eval_n: int = 2000,
+                    pooling: str = EVALUATOR_POOLING) -> dict:
     from diffusers import AutoencoderKL
 
     run_dir = Path(run_dir)
@@ -49,7 +51,7 @@ def train_evaluator(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | P
     n_recon = min(RECON_N, len(train))
     recons = reconstructions(vae, renders[:n_recon], run_dir / f"recon_train_{weights_tag(Path(vae_dir))}.npy")
     torch.manual_seed(cfg.seed)
-    model = ToonEvaluator()
+    model = ToonEvaluator(pooling=pooling)
     run = TrainRun(run_dir, cfg, model, "evaluator", resume=resume)
 
     def loss_fn(step, g):
