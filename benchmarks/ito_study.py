@@ -4,13 +4,16 @@ like the paper's Fig. 5 / Fig. 8 (input, target condition, mask, guidance image,
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/ito_study.py --n 10 --out docs/images/ito
 
-Writes sweep.json, sweep.md, tradeoff.png (needs matplotlib: pip install matplotlib) and grid.png.
+Writes sweep.json, sweep.md, tradeoff_*.png (needs matplotlib: pip install -e '.[bench]') and grid.png.
+`--keep FILE` keeps the outputs, and `--rejudge FILE --evaluator DIR` judges them again without
+running any method.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import time
 from pathlib import Path
 
@@ -103,28 +106,52 @@ def main():
     ap.add_argument("--out", default="docs/images/ito")
     ap.add_argument("--set", dest="fields", action="append", default=[], metavar="FIELD=VALUE",
                     help="an ITO setting other than the paper's (repeatable), e.g. mask_threshold=0.5")
+    ap.add_argument("--evaluator", default=None, help="evaluator folder (default: toon-64's)")
+    ap.add_argument("--keep", default=None, metavar="FILE",
+                    help="also keep the runs' outputs in FILE (a pickle), for --rejudge later")
+    ap.add_argument("--rejudge", default=None, metavar="FILE",
+                    help="run nothing: judge the outputs kept in FILE (by --keep) again, e.g. with a new --evaluator")
     args = ap.parse_args()
-    fields = {k: parse_setting("ito", k, v) for k, v in (f.split("=", 1) for f in args.fields)}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    bb, ev = load_backbone("toon-64"), load_evaluator()
+    t0 = time.perf_counter()
+    if args.rejudge:
+        kept = pickle.loads(Path(args.rejudge).read_bytes())
+    else:
+        kept = run_study(args, lambda msg: print(f"{msg} ({time.perf_counter() - t0:.0f} s)", flush=True))
+        if args.keep:
+            Path(args.keep).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.keep).write_bytes(pickle.dumps(kept))
+    judge_study(kept, load_evaluator(args.evaluator), out)
+    print(f"wrote {out} ({time.perf_counter() - t0:.0f} s)")
+
+
+def run_study(args, progress) -> dict:
+    """Every ITO lambda and every baseline on the same tasks: rows with outputs (not yet judged)."""
+    fields = {k: parse_setting("ito", k, v) for k, v in (f.split("=", 1) for f in args.fields)}
+    bb = load_backbone("toon-64")
     kinds = [k for k in args.kinds.split(",") if k and all(c in bb.controlnets for c in make_task(k, 0).controls)]
     if skipped := set(args.kinds.split(",")) - set(kinds) - {""}:
         print(f"skipping {', '.join(sorted(skipped))}: the model has no ControlNet for it")
     lams = [float(v) for v in args.lams.split(",")]
     tasks = make_tasks(kinds, args.n)
-    t0 = time.perf_counter()
-    runs = {}
-    by_lam, pictures = sweep(bb, tasks, lams, fields, lambda msg: print(f"{msg} ({time.perf_counter() - t0:.0f} s)",
-                                                                flush=True))
-    for lam, rows in by_lam.items():
-        score(rows, tasks, ev, bb.clip, bb.clip_processor)
-        runs[f"ito λ={lam:g}"] = rows
+    by_lam, pictures = sweep(bb, tasks, lams, fields, progress)
+    runs = {f"ito λ={lam:g}": rows for lam, rows in by_lam.items()}
     for m in [b for b in args.baselines.split(",") if b]:
-        rows = run_method(m, bb, tasks)
+        runs[m] = run_method(m, bb, tasks)
+        progress(f"{m} done")
+    return {"n": args.n, "kinds": kinds, "lams": lams, "fields": fields, "runs": runs, "pictures": pictures,
+            "seconds": round(sum(r["seconds"] for rows in runs.values() for r in rows if "seconds" in r), 1)}
+
+
+def judge_study(kept: dict, ev, out: Path) -> None:
+    """Score the kept runs with the evaluator (toon-64's CLIP for the CLIP columns); write sweep.md,
+    sweep.json, the trade-off plots and the picture grid."""
+    bb = load_backbone("toon-64")
+    kinds, lams, runs = kept["kinds"], kept["lams"], kept["runs"]
+    tasks = make_tasks(kinds, kept["n"])
+    for rows in runs.values():
         score(rows, tasks, ev, bb.clip, bb.clip_processor)
-        runs[m] = rows
-        print(f"{m} done ({time.perf_counter() - t0:.0f} s)", flush=True)
     summary = {name: summarise(rows)[rows[0]["method"]] for name, rows in runs.items()}
     # the same task subset for every entry of a kind: text-only baselines skip layout kinds
     lines = ["| run | kind | n | success | MAE out | PSNR out | MAE gt | identity | U-Net evals | s / edit |",
@@ -139,9 +166,9 @@ def main():
     table = "\n".join(lines)
     print(table)
     (out / "sweep.md").write_text(table + "\n")
-    (out / "sweep.json").write_text(json.dumps({"n": args.n, "kinds": kinds, "lams": lams, "ito_settings": fields,
-                                                "summary": summary,
-                                                "seconds": round(time.perf_counter() - t0, 1)}, indent=2))
+    (out / "sweep.json").write_text(json.dumps({"n": kept["n"], "kinds": kinds, "lams": lams,
+                                                "ito_settings": kept["fields"], "summary": summary,
+                                                "method_seconds": kept["seconds"]}, indent=2))
     layout = [k for k in kinds if TASK_KINDS[k].condition != "text"] or kinds
     for scope, ks in (("all", kinds), ("layout", layout)):
         pts = {lam: _mean(runs[f"ito λ={lam:g}"], ks) for lam in lams}
@@ -150,8 +177,7 @@ def main():
             tradeoff_plot(pts, base, out / f"tradeoff_{scope}.png")
         except ImportError:
             print("matplotlib not installed: no trade-off plot")
-    picture_grid([t for t in tasks if t.index == 0], pictures, lams, out / "grid.png")
-    print(f"wrote {out} ({time.perf_counter() - t0:.0f} s)")
+    picture_grid([t for t in tasks if t.index == 0], kept["pictures"], lams, out / "grid.png")
 
 
 def _mean(rows, kinds) -> dict:

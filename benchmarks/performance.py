@@ -4,6 +4,9 @@ StableDiffusionDiffEditPipeline on the same model and settings, as a ratio measu
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/performance.py [--model toon-64] [--repeats 5]
 
+ITO (its paper's defaults) is timed too: its latent updates and guidance image are engine work
+around the U-Net.
+
 Both DiffEdit runs use diffusers' conventions (eps at the next timestep in inversion, blending with
 the previous level) so they do the same work: 10 mask samples x 3 branches, inversion at
 inpaint strength 0.8 without CFG, guided decoding (CFG 7.5), 50 steps.
@@ -85,6 +88,7 @@ def main():
         "semedit diffedit": lambda: run_edit("diffedit", bb, request, make_config(
             "diffedit", steps=args.steps, inversion_eps_timestep="next", blend_with="previous"), seed=0),
         "diffusers StableDiffusionDiffEditPipeline": diffusers_diffedit(bb, request, args.steps, seed=0),
+        "semedit ito (paper defaults, 25 steps)": lambda: run_edit("ito", bb, request, make_config("ito"), seed=0),
     }
     rows = {}
     with torch.no_grad():

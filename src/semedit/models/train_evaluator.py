@@ -15,7 +15,7 @@ from .train_unet import weights_tag
 from .train_vae import reconstruct, to_tensor
 from .training import TrainConfig, TrainRun
 
-EVALUATOR_TRAIN = TrainConfig(steps=2500, batch_size=32, lr=2e-3, warmup=200, weight_decay=1e-4,
+EVALUATOR_TRAIN = TrainConfig(steps=8000, batch_size=32, lr=2e-3, warmup=200, weight_decay=1e-4,
                               checkpoint_every=250, seed=0)
 NOISE_STD = 0.03  # light Gaussian noise on inputs, for robustness to generated images
 EVALUATOR_POOLING = "attention"
