@@ -170,12 +170,13 @@ def test_clip_training_runs_and_measures(tiny_cache, tmp_path):
         assert torch.equal(text(ids)[0], clip.text_model(ids)[0])
 
 
-def test_evaluator_heads_and_round_trip(tmp_path):
+@pytest.mark.parametrize("pooling", ["mean", "attention"])
+def test_evaluator_heads_and_round_trip(tmp_path, pooling):
     from semedit.models.evaluator import ToonEvaluator, segmentation_accuracy
     from semedit.world import SEG_CLASSES, render, sample_record
 
     torch.manual_seed(0)
-    ev = ToonEvaluator(channels=(8, 16, 16))
+    ev = ToonEvaluator(channels=(8, 16, 16), pooling=pooling)
     recs = [sample_record(i) for i in range(3)]
     renders = [render(r) for r in recs]
     images = np.stack([r.image for r in renders])
@@ -186,6 +187,10 @@ def test_evaluator_heads_and_round_trip(tmp_path):
     assert torch.isfinite(loss) and loss > ev.loss(out, ev.targets(recs))  # the segmentation term counts
     ev.save_pretrained(tmp_path / "ev")
     ev2 = ToonEvaluator.from_pretrained(tmp_path / "ev")
+    with torch.no_grad():  # every head's logits, not only their argmax (the saved config sorts its keys)
+        x = torch.from_numpy(images).permute(0, 3, 1, 2).float() / 127.5 - 1
+        a, b = ev(x), ev2(x)
+    assert all(torch.equal(a[k], b[k]) for k in a)
     assert np.array_equal(ev.segment(images), ev2.segment(images))
     assert ev.predict(images) == ev2.predict(images)
     assert segmentation_accuracy(seg.numpy(), seg.numpy()) == 1.0

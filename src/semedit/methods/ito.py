@@ -36,6 +36,11 @@ Readings of the paper where it is ambiguous or inconsistent (each a config field
   sqrt(a_t) x_0 + sqrt(1 - a_t) eps of the input, one noise eps for all levels.
 - Adam (§4) with k steps per timestep: a fresh optimiser at every updated timestep (y_t is a new
   variable each time). Updates happen at level t before y'_t goes into the U-Net for that step.
+- Eq. 5's cosine is taken over the whole latent (`guidance_cosine="latent"`, as printed). With k = 1
+  a fresh Adam's step is lr * sign(gradient), and that cosine's gradient (~1/|y_t| per entry) is far
+  below the squared error's, so lambda in (0, 1) hardly changes the sign outside the mask and the
+  sweep of Fig. 5 comes out flat. `guidance_cosine="pixel"` (a cosine along the channels at every
+  latent position, summed) has gradients of the squared error's size, so lambda trades the two.
 - The classifier-free guidance scale is not stated: 7.5 (Stable Diffusion v1.5's default; §4 uses SD 1.5).
 """
 

@@ -76,7 +76,8 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
         else:
             w = self.attend(x).flatten(2).softmax(-1)  # N x heads x HW
             pooled = torch.einsum("nkp,ncp->knc", w, x.flatten(2)).unbind(0)
-        out = {k: head(pooled[i]) for i, (k, head) in enumerate(self.heads.items())}
+        # attention map i belongs to the i-th attribute by name: the saved config's key order is not kept
+        out = {k: self.heads[k](pooled[i]) for i, k in enumerate(sorted(self.heads))}
         out["pose"] = self.pose(mean)
         out["seg"] = seg
         return out
