@@ -28,7 +28,7 @@ from semedit.methods.ito import request_edit_mask
 from semedit.models.backbone import load_backbone, load_evaluator
 
 
-def tradeoff_plot(points: dict, baselines: dict, path: Path) -> None:
+def tradeoff_plot(points: dict, baselines: dict, path: Path, title: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -47,6 +47,7 @@ def tradeoff_plot(points: dict, baselines: dict, path: Path) -> None:
     ax.set_ylabel("edit success (evaluator)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    ax.set_title(title, fontsize=9)
     fig.tight_layout()
     fig.savefig(path)
 
@@ -169,12 +170,16 @@ def judge_study(kept: dict, ev, out: Path) -> None:
     (out / "sweep.json").write_text(json.dumps({"n": kept["n"], "kinds": kinds, "lams": lams,
                                                 "ito_settings": kept["fields"], "summary": summary,
                                                 "method_seconds": kept["seconds"]}, indent=2))
-    layout = [k for k in kinds if TASK_KINDS[k].condition != "text"] or kinds
-    for scope, ks in (("all", kinds), ("layout", layout)):
+    # one plot per kind of condition, so that every point is a mean over the same tasks
+    text = [k for k in kinds if TASK_KINDS[k].condition == "text"]
+    layout = [k for k in kinds if TASK_KINDS[k].condition != "text"]
+    for scope, ks in (("text", text), ("layout", layout)):
+        if not ks:
+            continue
         pts = {lam: _mean(runs[f"ito λ={lam:g}"], ks) for lam in lams}
         base = {m: _mean(runs[m], ks) for m in runs if not m.startswith("ito") and _mean(runs[m], ks)}
         try:
-            tradeoff_plot(pts, base, out / f"tradeoff_{scope}.png")
+            tradeoff_plot(pts, base, out / f"tradeoff_{scope}.png", f"{scope} tasks: {', '.join(ks)}")
         except ImportError:
             print("matplotlib not installed: no trade-off plot")
     picture_grid([t for t in tasks if t.index == 0], kept["pictures"], lams, out / "grid.png")
