@@ -516,8 +516,8 @@ def _parse_method_settings(items, methods) -> dict:
               show_default=True, help="Folder for results.json, table.md and grid.png.")
 @click.option("--overwrite", is_flag=True, help="Replace results already in --out.")
 @click.option("--rejudge", is_flag=True,
-              help="Run no method: judge the outputs kept in --out again (e.g. with a retrained --evaluator) and "
-                   "rewrite its results.json, table.md and grid.png.")
+              help="Run no method: judge the outputs kept in --out again (e.g. with a retrained --evaluator; CLIP "
+                   "figures with --model's CLIP) and rewrite its results.json, table.md and grid.png.")
 def bench(methods, kinds, count, model, evaluator, settings, seed, out, overwrite, rejudge):
     """The toon benchmark: every method on the same seeded edit tasks, judged by the evaluator."""
     from tqdm import tqdm
@@ -528,8 +528,11 @@ def bench(methods, kinds, count, model, evaluator, settings, seed, out, overwrit
 
     if rejudge:
         try:
-            report = rejudge_run(out, load_evaluator(evaluator))
-        except (FileNotFoundError, ValueError) as e:
+            if not (out / "results.json").exists():
+                raise FileNotFoundError(f"{out} has no results.json: not the folder of a finished benchmark run")
+            bb = load_backbone(model)
+            report = rejudge_run(out, load_evaluator(evaluator), bb.clip, bb.clip_processor)
+        except (FileNotFoundError, ValueError, BackboneNotFound) as e:
             raise click.ClickException(str(e)) from None
         click.echo((out / "table.md").read_text())
         click.echo(f"judged {len(report['tasks'])} rows again: rewrote {out}/results.json, table.md, grid.png")

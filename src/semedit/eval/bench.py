@@ -362,9 +362,10 @@ def judge(out_dir, meta: dict, tasks: list[BenchTask], rows: list[dict], evaluat
     return report
 
 
-def rejudge(out_dir, evaluator) -> dict:
+def rejudge(out_dir, evaluator, clip=None, clip_processor=None) -> dict:
     """Judge the outputs a finished run kept (outputs.npz) again, e.g. with a retrained evaluator, without
-    running any method: the tasks are rebuilt from the run's seed; cost and CLIP figures are kept."""
+    running any method: the tasks are rebuilt from the run's seed; cost figures are kept, and so are
+    the CLIP figures unless a `clip` model is given."""
     out_dir = Path(out_dir)
     missing = [f for f in (JUDGEMENT_FILES[0], OUTPUTS_FILE) if not (out_dir / f).exists()]
     if missing:
@@ -378,7 +379,8 @@ def rejudge(out_dir, evaluator) -> dict:
             row["output"] = outputs[_output_key(r)]
         rows.append(row)
     meta = {k: v for k, v in report.items() if k not in ("summary", "frechet", "tasks", "not_computed")}
-    return judge(out_dir, meta, make_tasks(meta["kinds"], meta["n"], meta["seed"]), rows, evaluator)
+    return judge(out_dir, meta, make_tasks(meta["kinds"], meta["n"], meta["seed"]), rows, evaluator, clip,
+                 clip_processor)
 
 
 def _config_dict(method, config):
