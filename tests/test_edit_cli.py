@@ -120,3 +120,29 @@ def test_edit_with_attribute_changes_derives_the_target(tiny_folder, toon, tmp_p
     r = _edit("sdedit", plain, "-s", "x", "--set", "hair_colour=blue", "--model", tiny_folder, "-o", tmp_path / "b.png")
     assert r.exit_code != 0 and "toon PNG" in r.output
     assert not (tmp_path / "bad.png").exists() and not (tmp_path / "b.png").exists()
+
+
+def test_edit_with_any_named_controlnet(tiny_folder, tmp_path):
+    """A ControlNet of the user's own (e.g. Hough lines, ITO supp. A.4.1) loaded with --model by name,
+    its target and source maps given by --control / --source-control."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    net = tmp_path / "cn-lines"
+    ControlNetModel.from_unet(UNet2DConditionModel.from_pretrained(tiny_folder / "unet"),
+                              conditioning_embedding_out_channels=(8, 8)).save_pretrained(net)
+    src, lines, src_lines = (tmp_path / f"{n}.png" for n in ("img", "lines", "src_lines"))
+    rng = np.random.default_rng(0)
+    for p in (src, lines, src_lines):
+        Image.fromarray(rng.integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)).save(p)
+    out = tmp_path / "o.png"
+    common = ["-s", "a room", "--model", tiny_folder, "--controlnet", f"lines={net}", "--steps", 2]
+    r = _edit("controlnet", src, *common, "--control", f"lines={lines}", "--source-control", f"lines={src_lines}",
+              "-o", out)
+    assert r.exit_code == 0, r.output
+    assert json.loads(out.with_suffix(".json").read_text())["method"] == "controlnet"
+    for args, message in ((["--control", f"nope={lines}"], "no nope ControlNet"),
+                          (["--control", "lines"], "is not NAME=VALUE"),
+                          (["--control", f"lines={tmp_path / 'missing.png'}"], "is not a file")):
+        r = _edit("controlnet", src, *common, *args, "-o", tmp_path / "bad.png")
+        assert r.exit_code != 0 and message in r.output, (args, r.output)
+    assert not (tmp_path / "bad.png").exists()

@@ -291,8 +291,22 @@ def _config_options(cls):
     return opts
 
 
-_EDIT_COMMON = ("image", "target", "source", "changes", "layout_from_set", "mask", "pose", "scribble", "source_pose", "source_scribble",
-                "model", "seed", "output", "overwrite", "save_intermediates")
+_EDIT_COMMON = ("image", "target", "source", "changes", "layout_from_set", "mask", "pose", "scribble", "source_pose",
+                "source_scribble", "control", "source_control", "controlnet", "model", "seed", "output", "overwrite",
+                "save_intermediates")
+
+
+def _named_paths(items: tuple[str, ...], option: str, must_exist: bool = True) -> dict[str, str]:
+    """NAME=VALUE items of a repeatable option as {NAME: VALUE} (with must_exist, VALUE is a file)."""
+    out = {}
+    for item in items:
+        name, sep, value = (s.strip() for s in item.partition("="))
+        if not sep or not name or not value:
+            raise click.BadParameter(f"{item!r} is not NAME=VALUE", param_hint=f"'{option}'")
+        if must_exist and not Path(value).is_file():
+            raise click.BadParameter(f"{value} is not a file", param_hint=f"'{option}'")
+        out[name] = value
+    return out
 
 
 def _edit_command(name: str, cls) -> click.Command:
@@ -325,6 +339,14 @@ def _edit_command(name: str, cls) -> click.Command:
                      help="The input's pose drawing (derived for toon PNGs)."),
         click.Option(["--source-scribble"], type=image_opt, default=None,
                      help="The input's scribble map (derived for toon PNGs)."),
+        click.Option(["--control"], multiple=True, metavar="NAME=PNG",
+                     help="Target layout map for the ControlNet NAME (repeatable), e.g. --control mlsd=lines.png "
+                          "for a Hough-line ControlNet; --pose P is --control pose=P."),
+        click.Option(["--source-control"], multiple=True, metavar="NAME=PNG",
+                     help="The input's own layout map for the ControlNet NAME (repeatable)."),
+        click.Option(["--controlnet"], multiple=True, metavar="NAME=FOLDER_OR_HUB_ID",
+                     help="A ControlNet to load with --model under NAME (repeatable; toon-64 has pose and "
+                          "scribble already)."),
         click.Option(["--model"], default="toon-64", show_default=True,
                      help="toon-64, a diffusers SD folder or a hub id."),
         click.Option(["--seed"], type=click.IntRange(0), default=0, show_default=True),
@@ -401,7 +423,10 @@ def _run_edit(name, cls, kw):
         record = read_toon_record(kw["image"])
     except (OSError, ValueError):
         record = None
-    layout = {k: kw[k] for k in ("pose", "scribble") if kw[k]}
+    layout = {**{k: kw[k] for k in ("pose", "scribble") if kw[k]}, **_named_paths(kw["control"], "--control")}
+    source_layout = {**{k: kw[f"source_{k}"] for k in ("pose", "scribble") if kw[f"source_{k}"]},
+                     **_named_paths(kw["source_control"], "--source-control")}
+    extra_nets = _named_paths(kw["controlnet"], "--controlnet", must_exist=False)
     source = kw["source"] if kw["source"] is not None else (describe(record) if record else None)
     if source is None:
         raise click.UsageError("give --source (the input's description); it can only be derived for toon PNGs")
@@ -422,7 +447,7 @@ def _run_edit(name, cls, kw):
     if target is None:
         raise click.UsageError("give --target, --pose, --scribble or (toon PNGs) --set: what should change?")
     try:
-        bb = load_backbone(kw["model"])
+        bb = load_backbone(kw["model"], controlnets=extra_nets or None)
     except (BackboneNotFound, ValueError) as e:
         raise click.ClickException(str(e)) from None
     size = bb.image_size
@@ -438,11 +463,10 @@ def _run_edit(name, cls, kw):
         if kind not in bb.controlnets:
             raise click.ClickException(f"{kw['model']} has no {kind} ControlNet (has: "
                                        f"{', '.join(bb.controlnets) or 'none'})")
-        controls[kind] = _load_rgb(layout[kind], size, f"--{kind}") if kind in layout else layout_map(edited, kind)
-        src_path = kw.get(f"source_{kind}")
-        if src_path:
-            source_controls[kind] = _load_rgb(src_path, size, f"--source-{kind}")
-        elif record is not None:
+        controls[kind] = _load_rgb(layout[kind], size, f"--control {kind}") if kind in layout else layout_map(edited, kind)
+        if kind in source_layout:
+            source_controls[kind] = _load_rgb(source_layout[kind], size, f"--source-control {kind}")
+        elif record is not None and kind in ("pose", "scribble"):
             source_controls[kind] = layout_map(record, kind)
     mask = None
     if kw["mask"]:

@@ -273,10 +273,11 @@ def ito_edit(backbone, z0: torch.Tensor, conds: EditConditions, config: ITOConfi
 @register("ito", ITOConfig, layout=True)
 @torch.no_grad()
 def ito(backbone, request: EditRequest, config: ITOConfig = ITOConfig(), seed: int = 0) -> EditResult:
-    """Conditions (§3.2, supp. A.4.1): a target prompt, a target pose or scribble, or a prompt with
-    layouts. The original condition is needed too, for the mask (Eq. 7) and the inversion: the
-    source prompt for text edits, and the input's own pose / scribble for layout edits; for toon
-    PNGs both are derived when omitted. A layout edit without a new prompt keeps the source prompt.
+    """Conditions (§3.2, supp. A.4.1): a target prompt, a target pose or scribble, the map of any other
+    ControlNet loaded by name (e.g. Hough lines, supp. A.4.1: --controlnet mlsd=DIR --control mlsd=P.png),
+    or a prompt with layouts. The original condition is needed too, for the mask (Eq. 7) and the
+    inversion: the source prompt for text edits, and the input's own layout map for layout edits
+    (--source-pose / --source-control); for toon PNGs both are derived when omitted. A layout edit without a new prompt keeps the source prompt.
     An edit that changes nothing is refused.
     """
     conds = edit_conditions(backbone, request, config.negative_prompt, config.controlnet_scale)

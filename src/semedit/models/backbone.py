@@ -105,7 +105,7 @@ def load_backbone(name_or_path: str = TOON64, controlnets=None, clip: str | None
       default);
     - a local diffusers Stable-Diffusion-1.x folder or a hub id.
 
-    `controlnets` maps names to folders/hub ids (for toon-64 also a list of its names);
+    `controlnets` maps names to folders/hub ids (for toon-64: added to its own; or a list of its own names);
     `clip` is a CLIPModel folder or hub id (toon-64: its own).
     """
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
@@ -121,6 +121,8 @@ def load_backbone(name_or_path: str = TOON64, controlnets=None, clip: str | None
                      if (root / k / "config.json").exists()}
         if controlnets is None:
             controlnets = available
+        elif isinstance(controlnets, dict):  # more ControlNets, or others under the embedded names
+            controlnets = {**available, **controlnets}
         elif isinstance(controlnets, (list, tuple)):
             unknown = [c for c in controlnets if c not in available]
             if unknown:
