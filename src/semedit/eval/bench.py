@@ -5,7 +5,8 @@ and pixel metrics against the ground-truth edit.
 A task is a `GroundTruthEdit` (source and target renders, true edit region) plus what a method is
 given: prompts for text tasks, ControlNet maps for layout tasks (pose, scribble). Inputs are
 rendered at 64 px and resized to the model's size; outputs are resized back to 64 px for scoring,
-so the same tasks judge toon-64 and real Stable Diffusion weights.
+so the same tasks judge toon-64 and real Stable Diffusion weights. A run keeps its outputs, so a
+better judge can score them again (`rejudge`) without running any method.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ TASK_KINDS: dict[str, TaskKind] = {
 }
 POSE_SHIFT = 4.0  # px of head_x change in pose tasks
 POSE_SUCCESS_PX = 2.0  # a pose edit succeeds when the evaluator puts the head within this of the target
+JUDGEMENT_FILES = ("results.json", "table.md", "grid.png")  # what `judge` writes
+OUTPUTS_FILE = "outputs.npz"  # every output of a run, kept for `rejudge`
 
 
 @dataclass
@@ -333,10 +336,6 @@ def run_benchmark(backbone, evaluator, methods: list[str], kinds, n: int, out_di
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out_dir / OUTPUTS_FILE, **{_output_key(r): r["output"] for r in rows if "output" in r})
     return judge(out_dir, meta, tasks, rows, evaluator, backbone.clip, backbone.clip_processor)
-
-
-JUDGEMENT_FILES = ("results.json", "table.md", "grid.png")
-OUTPUTS_FILE = "outputs.npz"
 
 
 def _output_key(row: dict) -> str:
