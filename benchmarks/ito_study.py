@@ -116,22 +116,22 @@ def main():
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
+    bb = load_backbone("toon-64")
     if args.rejudge:
         kept = pickle.loads(Path(args.rejudge).read_bytes())
     else:
-        kept = run_study(args, lambda msg: print(f"{msg} ({time.perf_counter() - t0:.0f} s)", flush=True))
+        kept = run_study(args, bb, lambda msg: print(f"{msg} ({time.perf_counter() - t0:.0f} s)", flush=True))
         if args.keep:
             Path(args.keep).parent.mkdir(parents=True, exist_ok=True)
             Path(args.keep).write_bytes(pickle.dumps(kept))
-    judge_study(kept, load_evaluator(args.evaluator), out)
+    judge_study(kept, bb, load_evaluator(args.evaluator), out)
     print(f"wrote {out} ({time.perf_counter() - t0:.0f} s)")
 
 
-def run_study(args, progress) -> dict:
+def run_study(args, bb, progress) -> dict:
     """Every ITO lambda and every baseline on the same tasks: rows with outputs (not yet judged)."""
     t0 = time.perf_counter()
     fields = {k: parse_setting("ito", k, v) for k, v in (f.split("=", 1) for f in args.fields)}
-    bb = load_backbone("toon-64")
     kinds = [k for k in args.kinds.split(",") if k and all(c in bb.controlnets for c in make_task(k, 0).controls)]
     if skipped := set(args.kinds.split(",")) - set(kinds) - {""}:
         print(f"skipping {', '.join(sorted(skipped))}: the model has no ControlNet for it")
@@ -146,10 +146,9 @@ def run_study(args, progress) -> dict:
             "wall_seconds": round(time.perf_counter() - t0, 1)}
 
 
-def judge_study(kept: dict, ev, out: Path) -> None:
-    """Score the kept runs with the evaluator (toon-64's CLIP for the CLIP columns); write sweep.md,
+def judge_study(kept: dict, bb, ev, out: Path) -> None:
+    """Score the kept runs with the evaluator (the backbone's CLIP for the CLIP columns); write sweep.md,
     sweep.json, the trade-off plots and the picture grid."""
-    bb = load_backbone("toon-64")
     kinds, lams, runs = kept["kinds"], kept["lams"], kept["runs"]
     tasks = make_tasks(kinds, kept["n"])
     for rows in runs.values():

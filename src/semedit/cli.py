@@ -546,14 +546,13 @@ def bench(methods, kinds, count, model, evaluator, settings, seed, out, overwrit
     """The toon benchmark: every method on the same seeded edit tasks, judged by the evaluator."""
     from tqdm import tqdm
 
-    from .eval.bench import TASK_KINDS, rejudge as rejudge_run, run_benchmark
+    from .eval.bench import TASK_KINDS, check_kept_run, rejudge as rejudge_run, run_benchmark
     from .methods import REGISTRY
     from .models.backbone import BackboneNotFound, load_backbone, load_evaluator
 
     if rejudge:
         try:
-            if not (out / "results.json").exists():
-                raise FileNotFoundError(f"{out} has no results.json: not the folder of a finished benchmark run")
+            check_kept_run(out)  # before loading any model
             bb = load_backbone(model)
             report = rejudge_run(out, load_evaluator(evaluator), bb.clip, bb.clip_processor)
         except (FileNotFoundError, ValueError, BackboneNotFound) as e:

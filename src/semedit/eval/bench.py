@@ -361,14 +361,20 @@ def judge(out_dir, meta: dict, tasks: list[BenchTask], rows: list[dict], evaluat
     return report
 
 
-def rejudge(out_dir, evaluator, clip=None, clip_processor=None) -> dict:
-    """Judge the outputs a finished run kept (outputs.npz) again, e.g. with a retrained evaluator, without
-    running any method: the tasks are rebuilt from the run's seed; cost figures are kept, and so are
-    the CLIP figures unless a `clip` model is given."""
+def check_kept_run(out_dir) -> Path:
+    """out_dir, if it holds a finished run's results.json and outputs.npz; else FileNotFoundError."""
     out_dir = Path(out_dir)
     missing = [f for f in (JUDGEMENT_FILES[0], OUTPUTS_FILE) if not (out_dir / f).exists()]
     if missing:
         raise FileNotFoundError(f"{out_dir} has no {' or '.join(missing)}: not the folder of a finished benchmark run")
+    return out_dir
+
+
+def rejudge(out_dir, evaluator, clip=None, clip_processor=None) -> dict:
+    """Judge the outputs a finished run kept (outputs.npz) again, e.g. with a retrained evaluator, without
+    running any method: the tasks are rebuilt from the run's seed; cost figures are kept, and so are
+    the CLIP figures unless a `clip` model is given."""
+    out_dir = check_kept_run(out_dir)
     report = json.loads((out_dir / JUDGEMENT_FILES[0]).read_text())
     outputs = np.load(out_dir / OUTPUTS_FILE)
     rows = []
