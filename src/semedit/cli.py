@@ -695,10 +695,15 @@ def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir,
     _report("clip", report, out / "clip")
 
 
+def _init_from_option(what: str):
+    return click.option("--init-from", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+                        help=f"Start from these {what} weights (e.g. the embedded ones) instead of from scratch "
+                             "(a fresh optimizer and schedule).")
+
+
 @train.command()
 @_train_options("unet")
-@click.option("--init-from", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-              help="Start from these U-Net weights (e.g. the embedded ones) instead of from scratch.")
+@_init_from_option("U-Net")
 def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, init_from):
     """Train the text-conditional U-Net (caption dropout, diptychs, EMA) on VAE latents."""
     from .models.backbone import write_family_index
@@ -715,7 +720,8 @@ def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, init_from):
 @train.command()
 @click.argument("kind", type=click.Choice(["pose", "scribble"]))
 @_train_options("controlnet")
-def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh):
+@_init_from_option("ControlNet")
+def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh, init_from):
     """Train a ControlNet for the pose drawing or the scribble map on the frozen U-Net."""
     from .models.toon64 import TOON64_DIR
     from .models.train_controlnet import CONTROLNET_TRAIN, train_controlnet
@@ -724,7 +730,8 @@ def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh):
     if run_dir == Path("runs/controlnet"):
         run_dir = Path(f"runs/controlnet-{kind}")
     report = train_controlnet(kind, cache, TOON64_DIR, run_dir, out,
-                              _train_config(CONTROLNET_TRAIN, steps, batch_size, lr, seed), resume=not fresh)
+                              _train_config(CONTROLNET_TRAIN, steps, batch_size, lr, seed), resume=not fresh,
+                              init_from=init_from)
     _report(f"controlnet-{kind}", report, out)
 
 

@@ -33,7 +33,9 @@ def residual_norm(controlnet, unet_latents, t, cond, control) -> float:
 
 
 def train_controlnet(kind: str, cache_dir: str | Path, family_dir: str | Path, run_dir: str | Path,
-                     out_dir: str | Path, cfg: TrainConfig = CONTROLNET_TRAIN, resume: bool = True) -> dict:
+                     out_dir: str | Path, cfg: TrainConfig = CONTROLNET_TRAIN, resume: bool = True,
+                     init_from: str | Path | None = None) -> dict:
+    """Train a ControlNet from the U-Net's encoder, or go on from the weights in `init_from` (a fresh optimizer)."""
     from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -50,7 +52,10 @@ def train_controlnet(kind: str, cache_dir: str | Path, family_dir: str | Path, r
     maps = train.arrays[kind]
     scheduler = DDPMScheduler.from_config(SCHEDULER_CONFIG)
     torch.manual_seed(cfg.seed)
-    controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=CONTROLNET_CONDITIONING_CHANNELS)
+    if init_from is not None:
+        controlnet = ControlNetModel.from_pretrained(init_from, torch_dtype=torch.float32)
+    else:
+        controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=CONTROLNET_CONDITIONING_CHANNELS)
     run = TrainRun(run_dir, cfg, controlnet, f"controlnet-{kind}", resume=resume)
     unet.to(run.device)
     text_encoder.to(run.device)
