@@ -5,9 +5,8 @@ arcface_torch `backbones/iresnet.py` (a checkout of github.com/deepinsight/insig
 recognition/arcface_torch, given with --arcface-torch). The published weights are not needed: each
 reference network gets random weights (seeded; batch-norm statistics randomised too, so that they
 are checked), they are converted with `semedit.eval.paper_nets.convert_weights` exactly as a user's
-files would be (LPIPS takes its linear layers from the lpips package's own published alex.pth), and both
-networks judge the same toon renders. Prints a table of the largest
-differences.
+files would be (LPIPS takes its linear layers from the lpips package's own published alex.pth), and
+both networks judge the same toon renders. Prints a table of the largest differences.
 
     pip install lpips pytorch-fid torchvision
     python benchmarks/paper_nets_reference.py --arcface-torch PATH/TO/insightface/recognition/arcface_torch

@@ -542,19 +542,35 @@ def _parse_method_settings(items, methods) -> dict:
 @click.option("--rejudge", is_flag=True,
               help="Run no method: judge the outputs kept in --out again (e.g. with a retrained --evaluator; CLIP "
                    "figures with --model's CLIP) and rewrite its results.json, table.md and grid.png.")
-def bench(methods, kinds, count, model, evaluator, settings, seed, out, overwrite, rejudge):
-    """The toon benchmark: every method on the same seeded edit tasks, judged by the evaluator."""
+@click.option("--lpips-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="LPIPS (AlexNet, v0.1) safetensors made by `semedit convert-weights lpips`.")
+@click.option("--inception-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="FID Inception-v3 safetensors made by `semedit convert-weights inception`.")
+@click.option("--arcface-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="ArcFace IResNet safetensors made by `semedit convert-weights arcface`.")
+def bench(methods, kinds, count, model, evaluator, settings, seed, out, overwrite, rejudge, lpips_weights,
+          inception_weights, arcface_weights):
+    """The toon benchmark: every method on the same seeded edit tasks, judged by the evaluator (and by the
+    papers' LPIPS, FID and ArcFace where their weights are given)."""
     from tqdm import tqdm
 
     from .eval.bench import TASK_KINDS, check_kept_run, rejudge as rejudge_run, run_benchmark
+    from .eval.paper_nets import PaperNets
     from .methods import REGISTRY
     from .models.backbone import BackboneNotFound, load_backbone, load_evaluator
+
+    def paper_nets():
+        try:
+            return PaperNets.from_files(lpips_weights, inception_weights, arcface_weights)
+        except (FileNotFoundError, ValueError) as e:
+            raise click.ClickException(str(e)) from None
 
     if rejudge:
         try:
             check_kept_run(out)  # before loading any model
+            nets = paper_nets()
             bb = load_backbone(model)
-            report = rejudge_run(out, load_evaluator(evaluator), bb.clip, bb.clip_processor)
+            report = rejudge_run(out, load_evaluator(evaluator), bb.clip, bb.clip_processor, nets)
         except (FileNotFoundError, ValueError, BackboneNotFound) as e:
             raise click.ClickException(str(e)) from None
         click.echo((out / "table.md").read_text())
@@ -574,6 +590,7 @@ def bench(methods, kinds, count, model, evaluator, settings, seed, out, overwrit
     configs = _parse_method_settings(settings, names)
     if not overwrite and (out / "results.json").exists():
         raise click.ClickException(f"{out} holds benchmark results; pass --overwrite to replace them")
+    nets = paper_nets()
     try:
         bb = load_backbone(model)
         ev = load_evaluator(evaluator)
@@ -581,10 +598,35 @@ def bench(methods, kinds, count, model, evaluator, settings, seed, out, overwrit
         raise click.ClickException(str(e)) from None
     bar = tqdm(total=len(names) * len(kinds) * count, desc="bench", unit="edit")
     report = run_benchmark(bb, ev, names, kinds, count, out, seed, configs, overwrite,
-                           progress=lambda row: bar.update(1))
+                           progress=lambda row: bar.update(1), paper_nets=nets)
     bar.close()
     click.echo((out / "table.md").read_text())
     click.echo(f"wrote {out}/results.json, table.md, grid.png ({report['wall_seconds']:.0f} s)")
+
+
+@main.command("convert-weights")
+@click.argument("kind", type=click.Choice(["lpips", "inception", "arcface"]))
+@click.argument("sources", nargs=-1, required=True, type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), required=True,
+              help="The .safetensors file to write.")
+@click.option("--overwrite", is_flag=True, help="Replace --out if it exists.")
+def convert_weights(kind, sources, out, overwrite):
+    """Turn the published weights of a paper metric network into the safetensors `semedit bench` loads.
+
+    \b
+    lpips:     torchvision's alexnet-owt-7be5be79.pth and the lpips package's weights/v0.1/alex.pth
+    inception: pytorch-fid's pt_inception-2015-12-05-6726825d.pth
+    arcface:   insightface arcface_torch's backbone.pth (any iresnet depth)
+    """
+    from .eval.paper_nets import convert_weights as convert
+
+    if out.suffix != ".safetensors":
+        raise click.BadParameter("must end in .safetensors", param_hint="'--out'")
+    try:
+        path = convert(kind, list(sources), out, overwrite)
+    except (FileExistsError, ValueError) as e:
+        raise click.ClickException(str(e)) from None
+    click.echo(f"wrote {path} ({kind}); use it with `semedit bench --{kind}-weights {path}`")
 
 
 @main.group()

@@ -24,6 +24,7 @@ from ..models.evaluator import segmentation_accuracy
 from ..world import (CATEGORICAL, IDENTITY_FIELDS, CAPTION_FIELDS, GroundTruthEdit, describe, ground_truth_edit,
                      observable, render, sample_record)
 from .metrics import frechet_distance, mae, psnr, ssim
+from .paper_nets import PaperNets, arcface_similarity, inception_features, lpips_distance
 
 TASK_SIZE = 64
 
@@ -50,6 +51,7 @@ POSE_SHIFT = 4.0  # px of head_x change in pose tasks
 POSE_SUCCESS_PX = 2.0  # a pose edit succeeds when the evaluator puts the head within this of the target
 JUDGEMENT_FILES = ("results.json", "table.md", "grid.png")  # what `judge` writes
 OUTPUTS_FILE = "outputs.npz"  # every output of a run, kept for `rejudge`
+REFERENCE_SIZE = 1000  # real renders in the Fréchet reference set
 
 
 @dataclass
@@ -191,7 +193,8 @@ def run_method(method: str, backbone, tasks: list[BenchTask], config=None, progr
     return rows
 
 
-def score(rows: list[dict], tasks: list[BenchTask], evaluator, clip=None, clip_processor=None) -> None:
+def score(rows: list[dict], tasks: list[BenchTask], evaluator, clip=None, clip_processor=None,
+          paper_nets: PaperNets | None = None) -> None:
     """Add the per-task metrics to each row in place (rows and tasks in the same order)."""
     done = [(r, t) for r, t in zip(rows, tasks) if "output" in r]
     if not done:
@@ -206,6 +209,14 @@ def score(rows: list[dict], tasks: list[BenchTask], evaluator, clip=None, clip_p
         cs = clip_score(clip, clip_processor, outs, [t.target_prompt for _, t in done])
         ds = directional_similarity(clip, clip_processor, srcs, outs, [describe(t.edit.source) for _, t in done],
                                     [describe(t.edit.target) for _, t in done])
+    nets = paper_nets or PaperNets()
+    sources = np.stack([t.edit.source_render.image for _, t in done])
+    by_net = {}  # the papers' own metrics, where the user gave their networks
+    if nets.lpips is not None:
+        by_net["lpips_source"] = lpips_distance(nets.lpips, outs, sources)
+        by_net["lpips_gt"] = lpips_distance(nets.lpips, outs, np.stack([t.edit.target_render.image for _, t in done]))
+    if nets.arcface is not None:
+        by_net["arcface_identity"] = arcface_similarity(nets.arcface, sources, outs)
     for i, (r, t) in enumerate(done):
         e, out, p = t.edit, r["output"], preds[i]
         outside = ~e.region
@@ -225,11 +236,14 @@ def score(rows: list[dict], tasks: list[BenchTask], evaluator, clip=None, clip_p
         if clip is not None:
             r["clip_score"] = float(cs[i])
             r["clip_directional"] = float(ds[i])
+        r.update({k: float(v[i]) for k, v in by_net.items()})
 
 
+PAPER_NET_METRICS = ("lpips_source", "lpips_gt", "arcface_identity")  # only with the user's networks
 METRICS = ("preservation_mae", "preservation_psnr", "preservation_ssim", "edit_success",
            "segmentation_accuracy_in_region", "gt_mae", "gt_ssim", "identity_agreement", "clip_score",
-           "clip_directional", "unet_evaluations", "seconds", "peak_memory_mib")
+           "clip_directional", "lpips_source", "lpips_gt", "arcface_identity", "unet_evaluations", "seconds",
+           "peak_memory_mib")
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -253,34 +267,35 @@ def summarise(rows: list[dict]) -> dict:
     return summary
 
 
-def reference_features(evaluator, n: int = 1000, seed: int = 7_000_000) -> np.ndarray:
-    """Evaluator features of n fresh real renders (the Fréchet reference set)."""
-    return evaluator.features_of(np.stack([render(sample_record(seed + i)).image for i in range(n)]))
+def reference_images(n: int = REFERENCE_SIZE, seed: int = 7_000_000) -> np.ndarray:
+    """n fresh real renders: the Fréchet reference set."""
+    return np.stack([render(sample_record(seed + i)).image for i in range(n)])
 
 
-def frechet_by_method(rows: list[dict], evaluator, reference: np.ndarray) -> dict[str, float]:
+def frechet_by_set(rows: list[dict], tasks: list[BenchTask], features, reference: np.ndarray) -> dict[str, float]:
+    """Fréchet distance to the reference features for each method's outputs and, as the floor a method can
+    reach, for the tasks' ground-truth edits (real renders); `features` maps uint8 images to N x D."""
     out = {}
     for m in sorted({r["method"] for r in rows}):
         outs = [r["output"] for r in rows if r["method"] == m and "output" in r]
         if len(outs) > 1:
-            out[m] = frechet_distance(evaluator.features_of(np.stack(outs)), reference)
+            out[m] = frechet_distance(features(np.stack(outs)), reference)
+    out["ground_truth"] = frechet_distance(features(np.stack([t.edit.target_render.image for t in tasks])), reference)
     return out
 
 
-def frechet_floor(tasks: list[BenchTask], evaluator, reference: np.ndarray) -> dict[str, float]:
-    """The same distance for the tasks' ground-truth edits (real renders): the floor a method can reach."""
-    return {"ground_truth": frechet_distance(
-        evaluator.features_of(np.stack([t.edit.target_render.image for t in tasks])), reference)}
-
-
-def markdown_table(summary: dict, frechet: dict, kinds) -> str:
+def markdown_table(summary: dict, frechet: dict, kinds, fid: dict | None = None) -> str:
     cols = [("preservation_mae", "MAE out ↓", "{:.4f}"), ("preservation_psnr", "PSNR out ↑", "{:.1f}"),
             ("preservation_ssim", "SSIM out ↑", "{:.3f}"), ("edit_success", "success ↑", "{:.2f}"),
             ("segmentation_accuracy_in_region", "seg acc in ↑", "{:.2f}"), ("gt_mae", "MAE gt ↓", "{:.4f}"),
             ("gt_ssim", "SSIM gt ↑", "{:.3f}"), ("identity_agreement", "identity ↑", "{:.2f}"),
             ("clip_score", "CLIP ↑", "{:.1f}"), ("clip_directional", "CLIP dir ↑", "{:.2f}"),
+            ("lpips_source", "LPIPS src ↓", "{:.3f}"), ("lpips_gt", "LPIPS gt ↓", "{:.3f}"),
+            ("arcface_identity", "ArcFace ID ↑", "{:.3f}"),
             ("unet_evaluations", "U-Net evals", "{:.0f}"), ("seconds", "s / edit", "{:.2f}"),
             ("peak_memory_mib", "peak MiB", "{:.0f}")]
+    computed = {key for by in summary.values() for s in by.values() for key in s}
+    cols = [c for c in cols if c[0] not in PAPER_NET_METRICS or c[0] in computed]
     lines = []
     for k in [*kinds, "all"]:
         lines += [f"\n**{k}**\n", "| method | n | " + " | ".join(c[1] for c in cols) + " |",
@@ -291,8 +306,12 @@ def markdown_table(summary: dict, frechet: dict, kinds) -> str:
             s = by_kind[k]
             cells = [fmt.format(s[key]) if key in s else "–" for key, _, fmt in cols]
             lines.append(f"| {m} | {s['n']} | " + " | ".join(cells) + " |")
-    lines += ["\n**Fréchet distance on evaluator features vs 1,000 real renders** (lower is better)\n",
+    lines += [f"\n**Fréchet distance on evaluator features vs {REFERENCE_SIZE:,} real renders** (lower is better)\n",
               "| set | distance |", "|---|---|"] + [f"| {m} | {v:.3f} |" for m, v in frechet.items()]
+    if fid:
+        lines += [f"\n**FID (Inception pool3) vs {REFERENCE_SIZE:,} real renders** (lower is better; "
+                  "tens of samples make it biased upwards: compare methods, not papers)\n",
+                  "| set | FID |", "|---|---|"] + [f"| {m} | {v:.2f} |" for m, v in fid.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -317,7 +336,8 @@ def grid(tasks: list[BenchTask], rows: list[dict], methods: list[str], per_kind:
 
 
 def run_benchmark(backbone, evaluator, methods: list[str], kinds, n: int, out_dir, seed: int = 0,
-                  configs: dict | None = None, overwrite: bool = False, progress=None) -> dict:
+                  configs: dict | None = None, overwrite: bool = False, progress=None,
+                  paper_nets: PaperNets | None = None) -> dict:
     """Run `methods` on n tasks of each kind; keep their outputs (outputs.npz) and write the judgement
     (results.json, table.md, grid.png) to out_dir."""
     out_dir = Path(out_dir)
@@ -335,7 +355,7 @@ def run_benchmark(backbone, evaluator, methods: list[str], kinds, n: int, out_di
             "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None}
     out_dir.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(out_dir / OUTPUTS_FILE, **{_output_key(r): r["output"] for r in rows if "output" in r})
-    return judge(out_dir, meta, tasks, rows, evaluator, backbone.clip, backbone.clip_processor)
+    return judge(out_dir, meta, tasks, rows, evaluator, backbone.clip, backbone.clip_processor, paper_nets)
 
 
 def _output_key(row: dict) -> str:
@@ -343,20 +363,26 @@ def _output_key(row: dict) -> str:
 
 
 def judge(out_dir, meta: dict, tasks: list[BenchTask], rows: list[dict], evaluator, clip=None,
-          clip_processor=None) -> dict:
-    """Score every method's rows (each in task order), then write results.json, table.md and grid.png."""
+          clip_processor=None, paper_nets: PaperNets | None = None) -> dict:
+    """Score every method's rows (each in task order), then write results.json, table.md and grid.png.
+    The papers' LPIPS, FID and ArcFace figures are computed for the networks in `paper_nets`; the
+    report names those it could not compute."""
     out_dir = Path(out_dir)
+    nets = paper_nets or PaperNets()
     for m in meta["methods"]:
-        score([r for r in rows if r["method"] == m], tasks, evaluator, clip, clip_processor)
-    reference = reference_features(evaluator)
-    frechet = {**frechet_by_method(rows, evaluator, reference), **frechet_floor(tasks, evaluator, reference)}
+        score([r for r in rows if r["method"] == m], tasks, evaluator, clip, clip_processor, nets)
+    real = reference_images()
+    frechet = frechet_by_set(rows, tasks, evaluator.features_of, evaluator.features_of(real))
+    fid = {}
+    if nets.inception is not None:
+        fid = frechet_by_set(rows, tasks, lambda x: inception_features(nets.inception, x),
+                             inception_features(nets.inception, real))
     summary = summarise(rows)
-    report = {**meta, "clip": clip is not None or meta.get("clip", False),
-              "not_computed": "LPIPS, Inception FID and ArcFace identity need their weights locally; none given",
-              "summary": summary, "frechet": frechet,
+    report = {**meta, "clip": clip is not None or meta.get("clip", False), "not_computed": nets.describe_missing(),
+              "summary": summary, "frechet": frechet, "fid": fid,
               "tasks": [{k: v for k, v in r.items() if k != "output"} for r in rows]}
     (out_dir / JUDGEMENT_FILES[0]).write_text(json.dumps(report, indent=2, default=float))
-    (out_dir / JUDGEMENT_FILES[1]).write_text(markdown_table(summary, frechet, meta["kinds"]))
+    (out_dir / JUDGEMENT_FILES[1]).write_text(markdown_table(summary, frechet, meta["kinds"], fid))
     grid(tasks, rows, meta["methods"]).save(out_dir / JUDGEMENT_FILES[2])
     return report
 
@@ -370,7 +396,7 @@ def check_kept_run(out_dir) -> Path:
     return out_dir
 
 
-def rejudge(out_dir, evaluator, clip=None, clip_processor=None) -> dict:
+def rejudge(out_dir, evaluator, clip=None, clip_processor=None, paper_nets: PaperNets | None = None) -> dict:
     """Judge the outputs a finished run kept (outputs.npz) again, e.g. with a retrained evaluator, without
     running any method: the tasks are rebuilt from the run's seed; cost figures are kept, and so are
     the CLIP figures unless a `clip` model is given."""
@@ -379,13 +405,13 @@ def rejudge(out_dir, evaluator, clip=None, clip_processor=None) -> dict:
     outputs = np.load(out_dir / OUTPUTS_FILE)
     rows = []
     for r in report["tasks"]:
-        row = dict(r)
+        row = {k: v for k, v in r.items() if k not in PAPER_NET_METRICS}  # recomputed only with the networks
         if _output_key(r) in outputs:
             row["output"] = outputs[_output_key(r)]
         rows.append(row)
-    meta = {k: v for k, v in report.items() if k not in ("summary", "frechet", "tasks", "not_computed")}
+    meta = {k: v for k, v in report.items() if k not in ("summary", "frechet", "fid", "tasks", "not_computed")}
     return judge(out_dir, meta, make_tasks(meta["kinds"], meta["n"], meta["seed"]), rows, evaluator, clip,
-                 clip_processor)
+                 clip_processor, paper_nets)
 
 
 def _config_dict(method, config):

@@ -38,11 +38,11 @@ def _images(x: np.ndarray) -> torch.Tensor:
 # --- LPIPS (Zhang et al. 2018, version 0.1 with linear calibration) --------------------------------------
 
 class _LinLayer(nn.Module):
-    """lpips' NetLinLayer: (dropout, 1x1 conv without bias); the dropout is inactive at evaluation."""
+    """lpips' NetLinLayer, 1x1 conv without bias; its training-time dropout is an identity here (same names)."""
 
     def __init__(self, channels: int):
         super().__init__()
-        self.model = nn.Sequential(nn.Dropout(), nn.Conv2d(channels, 1, 1, bias=False))
+        self.model = nn.Sequential(nn.Identity(), nn.Conv2d(channels, 1, 1, bias=False))
 
 
 class LPIPSAlex(nn.Module):
@@ -344,8 +344,11 @@ def convert_weights(kind: str, sources: list[str | Path], out: str | Path, overw
     for src in map(Path, sources):
         if not src.is_file():
             raise FileNotFoundError(f"no file {src}")
-        part = load_file(src) if src.suffix == ".safetensors" else torch.load(src, map_location="cpu",
-                                                                              weights_only=True)
+        try:
+            part = load_file(src) if src.suffix == ".safetensors" else torch.load(src, map_location="cpu",
+                                                                                  weights_only=True)
+        except Exception as e:  # not a weights file, or one that needs unsafe unpickling: name it, no traceback
+            raise ValueError(f"could not read {src} as weights: {e}") from None
         part = part.get("state_dict", part) if isinstance(part, dict) else part
         state.update({k.removeprefix("module."): v for k, v in part.items() if isinstance(v, torch.Tensor)})
     net = _fill(kind, state, " + ".join(map(str, sources)))
