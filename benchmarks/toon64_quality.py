@@ -79,6 +79,8 @@ def main():
     ap.add_argument("--control-kinds", default="pose,scribble")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--cfg", type=float, default=7.5)
+    ap.add_argument("--controlnet", action="append", default=[], metavar="KIND=DIR",
+                    help="measure this ControlNet folder instead of the embedded one (e.g. a training run's out)")
     args = ap.parse_args()
     parts = args.parts.split(",")
     DOCS.mkdir(parents=True, exist_ok=True)
@@ -88,7 +90,7 @@ def main():
     held = RenderCache(Path(args.cache) / "heldout")
     images, records = np.asarray(held.arrays["image"][:1000]), held.records[:1000]
     torch.manual_seed(0)
-    bb = load_backbone("toon-64")
+    bb = load_backbone("toon-64", controlnets=dict(c.split("=", 1) for c in args.controlnet) or None)
 
     if "vae" in parts:
         rec = reconstruct(bb.vae, images)
