@@ -284,7 +284,8 @@ def frechet_by_set(rows: list[dict], tasks: list[BenchTask], features, reference
     return out
 
 
-def markdown_table(summary: dict, frechet: dict, kinds, fid: dict | None = None) -> str:
+def markdown_table(summary: dict, frechet: dict, kinds, fid: dict | None = None,
+                   not_computed: str | None = None) -> str:
     cols = [("preservation_mae", "MAE out ↓", "{:.4f}"), ("preservation_psnr", "PSNR out ↑", "{:.1f}"),
             ("preservation_ssim", "SSIM out ↑", "{:.3f}"), ("edit_success", "success ↑", "{:.2f}"),
             ("segmentation_accuracy_in_region", "seg acc in ↑", "{:.2f}"), ("gt_mae", "MAE gt ↓", "{:.4f}"),
@@ -312,6 +313,8 @@ def markdown_table(summary: dict, frechet: dict, kinds, fid: dict | None = None)
         lines += [f"\n**FID (Inception pool3) vs {REFERENCE_SIZE:,} real renders** (lower is better; "
                   "tens of samples make it biased upwards: compare methods, not papers)\n",
                   "| set | FID |", "|---|---|"] + [f"| {m} | {v:.2f} |" for m, v in fid.items()]
+    if not_computed:
+        lines.append(f"\n_{not_computed}._")
     return "\n".join(lines) + "\n"
 
 
@@ -382,7 +385,8 @@ def judge(out_dir, meta: dict, tasks: list[BenchTask], rows: list[dict], evaluat
               "summary": summary, "frechet": frechet, "fid": fid,
               "tasks": [{k: v for k, v in r.items() if k != "output"} for r in rows]}
     (out_dir / JUDGEMENT_FILES[0]).write_text(json.dumps(report, indent=2, default=float))
-    (out_dir / JUDGEMENT_FILES[1]).write_text(markdown_table(summary, frechet, meta["kinds"], fid))
+    (out_dir / JUDGEMENT_FILES[1]).write_text(markdown_table(summary, frechet, meta["kinds"], fid,
+                                                                   report["not_computed"]))
     grid(tasks, rows, meta["methods"]).save(out_dir / JUDGEMENT_FILES[2])
     return report
 
