@@ -242,8 +242,7 @@ def score(rows: list[dict], tasks: list[BenchTask], evaluator, clip=None, clip_p
 PAPER_NET_METRICS = ("lpips_source", "lpips_gt", "arcface_identity")  # only with the user's networks
 METRICS = ("preservation_mae", "preservation_psnr", "preservation_ssim", "edit_success",
            "segmentation_accuracy_in_region", "gt_mae", "gt_ssim", "identity_agreement", "clip_score",
-           "clip_directional", "lpips_source", "lpips_gt", "arcface_identity", "unet_evaluations", "seconds",
-           "peak_memory_mib")
+           "clip_directional", *PAPER_NET_METRICS, "unet_evaluations", "seconds", "peak_memory_mib")
 
 
 def summarise(rows: list[dict]) -> dict:
