@@ -26,7 +26,6 @@ from semedit.models.train_vae import psnr, reconstruct
 from semedit.world import ToonRecord, captions, observable, sample_prompt, scribble_map
 
 ROOT = Path(__file__).resolve().parent.parent
-DOCS = ROOT / "docs" / "models"
 
 
 def grid(images: list[np.ndarray], cols: int, zoom: int = 2) -> Image.Image:
@@ -81,16 +80,24 @@ def main():
     ap.add_argument("--cfg", type=float, default=7.5)
     ap.add_argument("--controlnet", action="append", default=[], metavar="KIND=DIR",
                     help="measure this ControlNet folder instead of the embedded one (e.g. a training run's out)")
+    ap.add_argument("--unet", default=None, metavar="FILE",
+                    help="measure these U-Net weights (a run's checkpoint/ema.safetensors) instead of the embedded")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "models"),
+                    help="folder of toon64_quality.json and images/ (another one for a candidate)")
     args = ap.parse_args()
     parts = args.parts.split(",")
-    DOCS.mkdir(parents=True, exist_ok=True)
-    (DOCS / "images").mkdir(exist_ok=True)
+    DOCS = Path(args.out)
+    (DOCS / "images").mkdir(parents=True, exist_ok=True)
     out_path = DOCS / "toon64_quality.json"
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
     held = RenderCache(Path(args.cache) / "heldout")
     images, records = np.asarray(held.arrays["image"][:1000]), held.records[:1000]
     torch.manual_seed(0)
     bb = load_backbone("toon-64", controlnets=dict(c.split("=", 1) for c in args.controlnet) or None)
+    if args.unet:
+        from safetensors.torch import load_file
+
+        bb.unet.load_state_dict({k: v.to(bb.unet.dtype) for k, v in load_file(args.unet).items()})
 
     if "vae" in parts:
         rec = reconstruct(bb.vae, images)

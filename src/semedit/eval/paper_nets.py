@@ -291,14 +291,12 @@ def arcface_similarity(net: ArcFaceIResNet, a: np.ndarray, b: np.ndarray, batch:
 
 # --- weights ---------------------------------------------------------------------------------------------
 
-def _empty(kind: str, state: dict | None = None) -> nn.Module:
+def _empty(kind: str, state: dict) -> nn.Module:
     if kind == "lpips":
         return LPIPSAlex()
     if kind == "inception":
         return FIDInceptionV3()
-    if kind == "arcface":
-        if state is None:
-            return ArcFaceIResNet()
+    if kind == "arcface":  # depth and embedding size as in the file
         return ArcFaceIResNet(ArcFaceIResNet.layers_in(state), num_features=state["fc.weight"].shape[0])
     raise ValueError(f"unknown metric network {kind!r}; known: {', '.join(PAPER_NETS)}")
 
