@@ -147,6 +147,11 @@ def test_unet_and_controlnet_training_run_on_a_tiny_family(tiny_cache, tmp_path)
     assert report["residual_mean_abs"] > 0  # two steps already move the zero-initialised outputs
     cn = ControlNetModel.from_pretrained(family / "cn")
     assert cn.config.conditioning_embedding_out_channels == [16, 32, 64]
+    # going on from those weights (at a vanishing lr): the residuals are theirs, not a fresh ControlNet's zeros
+    cfg_on = TrainConfig(steps=1, batch_size=2, lr=1e-12, warmup=1, checkpoint_every=1, log_every=1, seed=1)
+    again = train_controlnet("pose", tiny_cache, family, tmp_path / "runs" / "cn2", family / "cn2", cfg_on,
+                             init_from=family / "cn")
+    assert again["residual_mean_abs"] == pytest.approx(report["residual_mean_abs"], rel=1e-2)
     with pytest.raises(ValueError, match="kind must be one of"):
         train_controlnet("depth", tiny_cache, family, tmp_path / "x", tmp_path / "y", cfg)
 
