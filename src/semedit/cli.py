@@ -463,7 +463,8 @@ def _run_edit(name, cls, kw):
         if kind not in bb.controlnets:
             raise click.ClickException(f"{kw['model']} has no {kind} ControlNet (has: "
                                        f"{', '.join(bb.controlnets) or 'none'})")
-        controls[kind] = _load_rgb(layout[kind], size, f"--control {kind}") if kind in layout else layout_map(edited, kind)
+        controls[kind] = (_load_rgb(layout[kind], size, f"--control {kind}") if kind in layout
+                          else layout_map(edited, kind))
         if kind in source_layout:
             source_controls[kind] = _load_rgb(source_layout[kind], size, f"--source-control {kind}")
         elif record is not None and kind in ("pose", "scribble"):

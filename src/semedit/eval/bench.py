@@ -200,17 +200,16 @@ def score(rows: list[dict], tasks: list[BenchTask], evaluator, clip=None, clip_p
     if not done:
         return
     outs = np.stack([r["output"] for r, _ in done])
+    sources = np.stack([t.edit.source_render.image for _, t in done])
     preds = evaluator.predict(outs)
     segs = evaluator.segment(outs)
     if clip is not None:
         from .clip_metrics import clip_score, directional_similarity
 
-        srcs = np.stack([t.edit.source_render.image for _, t in done])
         cs = clip_score(clip, clip_processor, outs, [t.target_prompt for _, t in done])
-        ds = directional_similarity(clip, clip_processor, srcs, outs, [describe(t.edit.source) for _, t in done],
+        ds = directional_similarity(clip, clip_processor, sources, outs, [describe(t.edit.source) for _, t in done],
                                     [describe(t.edit.target) for _, t in done])
     nets = paper_nets or PaperNets()
-    sources = np.stack([t.edit.source_render.image for _, t in done])
     by_net = {}  # the papers' own metrics, where the user gave their networks
     if nets.lpips is not None:
         by_net["lpips_source"] = lpips_distance(nets.lpips, outs, sources)

@@ -343,8 +343,10 @@ def convert_weights(kind: str, sources: list[str | Path], out: str | Path, overw
         if not src.is_file():
             raise FileNotFoundError(f"no file {src}")
         try:
-            part = load_file(src) if src.suffix == ".safetensors" else torch.load(src, map_location="cpu",
-                                                                                  weights_only=True)
+            if src.suffix == ".safetensors":
+                part = load_file(src)
+            else:
+                part = torch.load(src, map_location="cpu", weights_only=True)
         except Exception as e:  # not a weights file, or one that needs unsafe unpickling: name it, no traceback
             raise ValueError(f"could not read {src} as weights: {e}") from None
         part = part.get("state_dict", part) if isinstance(part, dict) else part

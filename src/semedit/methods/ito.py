@@ -277,8 +277,8 @@ def ito(backbone, request: EditRequest, config: ITOConfig = ITOConfig(), seed: i
     ControlNet loaded by name (e.g. Hough lines, supp. A.4.1: --controlnet mlsd=DIR --control mlsd=P.png),
     or a prompt with layouts. The original condition is needed too, for the mask (Eq. 7) and the
     inversion: the source prompt for text edits, and the input's own layout map for layout edits
-    (--source-pose / --source-control); for toon PNGs both are derived when omitted. A layout edit without a new prompt keeps the source prompt.
-    An edit that changes nothing is refused.
+    (--source-pose / --source-control); for toon PNGs both are derived when omitted. A layout edit
+    without a new prompt keeps the source prompt. An edit that changes nothing is refused.
     """
     conds = edit_conditions(backbone, request, config.negative_prompt, config.controlnet_scale)
     z0 = encode_image(backbone, request.image)
