@@ -120,6 +120,10 @@ class ITOConfig:
         if self.inversion_condition not in ("matching", "null"):
             raise ValueError(f"inversion_condition must be 'matching' or 'null', got {self.inversion_condition!r}")
 
+    def update(self, lam: float, update_steps: int, grad_steps: int) -> "ITOUpdate":
+        """A phase of latent updates with this config's gamma, optimiser and cosine."""
+        return ITOUpdate(lam, update_steps, grad_steps, self.lr, self.optimizer, self.guidance_cosine)
+
 
 # --- losses and the latent update (§3.2) -----------------------------------------------------------
 
@@ -151,18 +155,29 @@ def ito_update(y_t, x_t, g_t, m, lam: float, grad_steps: int, lr: float, optimiz
     return optimise_latents(y_t, lambda v: ito_loss(v, x_t, g_t, m, lam, cosine_over), grad_steps, lr, optimizer)
 
 
-def ito_decode(eps_fn, y: torch.Tensor, schedule, start: int, update_steps: int, grad_steps: int, lr: float,
-               optimizer: str, lam: float, mask=None, reference: dict | None = None,
-               guide: dict | None = None, cosine_over: str = "latent") -> torch.Tensor:
+@dataclass(frozen=True)
+class ITOUpdate:
+    """One phase of latent updates (Eq. 3-6): lambda, t_u, k, gamma, the optimiser and Eq. 5's cosine."""
+    lam: float
+    update_steps: int
+    grad_steps: int
+    lr: float
+    optimizer: str = "adam"
+    cosine_over: str = "latent"
+
+
+def ito_decode(eps_fn, y: torch.Tensor, schedule, start: int, update: ITOUpdate, mask=None,
+               reference: dict | None = None, guide: dict | None = None) -> torch.Tensor:
     """DDIM decoding from level `start` (Eq. 1) with the ITO update of y_t before the U-Net call at
-    each of the first `update_steps` levels (§3.2: "for the first t_u steps of the backwards
+    each of the first `update.update_steps` levels (§3.2: "for the first t_u steps of the backwards
     diffusion process"); `reference` / `guide` map levels to x_t / g_t."""
     def before(level, y_t):
-        if level - start >= update_steps or grad_steps == 0:
+        if level - start >= update.update_steps or update.grad_steps == 0:
             return y_t
         x_t = None if reference is None else reference[level]
         g_t = None if guide is None else guide[level]
-        return ito_update(y_t, x_t, g_t, mask, lam, grad_steps, lr, optimizer, cosine_over)
+        return ito_update(y_t, x_t, g_t, mask, update.lam, update.grad_steps, update.lr, update.optimizer,
+                          update.cosine_over)
 
     return ddim_sample(eps_fn, y, schedule, start, before_step=before)
 
@@ -216,16 +231,16 @@ def guidance_image(backbone, z0, x: dict, conds: EditConditions, mask, schedule,
     noise = seeded_noise(z0.shape, noise_seed, z0)
     noised = {level: q_sample(z0, noise, schedule.alphas[level]) for level in range(start, n + 1)}
     decode_eps = GuidedNoise(backbone, conds.edit_null, conds.edit, config.guidance_scale)
-    g0 = ito_decode(decode_eps, noised[start], schedule, start, config.guidance_update_steps,
-                    config.guidance_grad_steps, config.lr, config.optimizer, lam=1.0, mask=mask, reference=noised)
+    g0 = ito_decode(decode_eps, noised[start], schedule, start,
+                    config.update(1.0, config.guidance_update_steps, config.guidance_grad_steps), mask=mask,
+                    reference=noised)
     g, inv_eps = encode(backbone, g0, conds.edit_null, conds.edit, schedule, start, config)
     out = {"g0": g0, "g": g, "noised": noised[start]}
     calls = decode_eps.calls + inv_eps.calls
     if config.refine_guidance:  # A.5: lambda = 0, input G, reference I
         refine_eps = GuidedNoise(backbone, conds.edit_null, conds.edit, config.guidance_scale)
-        g0_refined = ito_decode(refine_eps, g[start], schedule, start, config.refine_update_steps,
-                                config.refine_grad_steps, config.lr, config.optimizer, lam=0.0, guide=x,
-                                cosine_over=config.guidance_cosine)
+        g0_refined = ito_decode(refine_eps, g[start], schedule, start,
+                                config.update(0.0, config.refine_update_steps, config.refine_grad_steps), guide=x)
         g_refined, inv2 = encode(backbone, g0_refined, conds.edit_null, conds.edit, schedule, start, config)
         out.update(g0=g0_refined, g=g_refined, g0_unrefined=g0)
         calls += refine_eps.calls + inv2.calls
@@ -258,9 +273,8 @@ def ito_edit(backbone, z0: torch.Tensor, conds: EditConditions, config: ITOConfi
         if "g0_unrefined" in gi:
             intermediates["guidance_image_unrefined"] = decode_latents(backbone, gi["g0_unrefined"])[0]
     edit_eps = GuidedNoise(backbone, conds.edit_null, conds.edit, config.guidance_scale)  # (3) the edit (Eq. 3-6)
-    y0 = ito_decode(edit_eps, x[start], schedule, start, update_steps, config.grad_steps, config.lr,
-                    config.optimizer, config.lam, mask=mask, reference=x, guide=guide,
-                    cosine_over=config.guidance_cosine)
+    y0 = ito_decode(edit_eps, x[start], schedule, start, config.update(config.lam, update_steps, config.grad_steps),
+                    mask=mask, reference=x, guide=guide)
     forward += edit_eps.calls
     up = resize(mask, (backbone.image_size,) * 2)[0, 0].float().cpu().numpy()
     intermediates.update(mask=up, latents=y0, unet_backward=0)  # the losses never reach the U-Net
