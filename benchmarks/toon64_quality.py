@@ -1,6 +1,6 @@
 """Measures the toon-64 family against the quality bars of its model card and writes sample grids.
 
-    .venv/bin/python benchmarks/toon64_quality.py [--parts vae,clip,evaluator,unet,controlnet] [--n-prompts 500]
+    .venv/bin/python benchmarks/toon64_quality.py [--parts vae,clip,text,evaluator,unet,controlnet] [--n-prompts 500]
 
 Prints Markdown tables, writes docs/models/toon64_quality.json and PNG grids in docs/models/images/.
 Held-out data: the `heldout` render cache (seed 2), made by `semedit train data`.
@@ -22,8 +22,9 @@ from semedit.models.backbone import load_backbone, load_evaluator
 from semedit.models.data import RenderCache
 from semedit.models.evaluator import attribute_accuracy, pose_errors, segmentation_accuracy
 from semedit.models.train_clip import retrieval_top1, zero_shot_accuracy
+from semedit.models.train_unet import encode_text
 from semedit.models.train_vae import psnr, reconstruct
-from semedit.world import ToonRecord, captions, observable, sample_prompt, scribble_map
+from semedit.world import CATEGORICAL, ToonRecord, captions, describe, observable, sample_prompt, scribble_map
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -44,6 +45,30 @@ def table(rows: list[tuple], header: tuple) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in r) + " |" for r in rows]
     return "\n".join(lines)
+
+
+@torch.no_grad()
+def text_sensitivity(bb, records, seed: int = 0) -> dict[str, tuple[float, int]]:
+    """Per attribute: the mean L2 change of the text encoder's hidden states (77 x width, what the
+    U-Net's cross-attention reads) when one attribute of a full caption changes to another value;
+    with the number of caption pairs. An attribute the encoder barely separates is hard to prompt."""
+    rng = np.random.default_rng(seed)
+    device = next(bb.text_encoder.parameters()).device
+    out = {}
+    for attr, values in CATEGORICAL.items():
+        pairs = []
+        for rec in records:
+            others = [v for v in values if v != getattr(rec, attr)]
+            try:
+                changed = rec.replace(**{attr: others[int(rng.integers(len(others)))]})
+            except ValueError:  # a combination the world does not allow
+                continue
+            if describe(rec) != describe(changed):
+                pairs.append((describe(rec), describe(changed)))
+        if pairs:
+            a, b = (encode_text(bb.text_encoder, bb.tokenizer, texts, device).float() for texts in zip(*pairs))
+            out[attr] = (float((a - b).flatten(1).norm(dim=1).mean()), len(pairs))
+    return out
 
 
 def generate(pipe, prompts, seeds, steps, cfg, batch=50, **kw) -> np.ndarray:
@@ -71,7 +96,7 @@ def seen_record(pred: dict) -> ToonRecord:
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--parts", default="vae,clip,evaluator,unet,controlnet")
+    ap.add_argument("--parts", default="vae,clip,text,evaluator,unet,controlnet")
     ap.add_argument("--cache", default=str(ROOT / "runs" / "cache"))
     ap.add_argument("--n-prompts", type=int, default=500)
     ap.add_argument("--n-control", type=int, default=200)
@@ -115,6 +140,13 @@ def main():
         print("\n### CLIP zero-shot (held-out, 1000)\n" + table([(k, f"{v:.1%}") for k, v in zs.items()],
                                                                 ("attribute", "accuracy")))
         print(f"text-to-image retrieval top-1 among 100: {r1:.1%}")
+
+    if "text" in parts:
+        sens = text_sensitivity(bb, records[:200])
+        results["text_encoder_sensitivity"] = {k: {"state_change": round(d, 2), "pairs": n} for k, (d, n) in sens.items()}
+        print("\n### Text encoder: hidden-state change when one attribute of a caption changes (held-out, 200)\n"
+              + table([(k, f"{d:.1f}", n) for k, (d, n) in sorted(sens.items(), key=lambda kv: -kv[1][0])],
+                      ("attribute", "mean L2 change", "caption pairs")))
 
     evaluator = load_evaluator() if {"evaluator", "unet", "controlnet"} & set(parts) else None
     if "evaluator" in parts:
