@@ -107,6 +107,8 @@ def main():
                     help="measure this ControlNet folder instead of the embedded one (e.g. a training run's out)")
     ap.add_argument("--unet", default=None, metavar="FILE",
                     help="measure these U-Net weights (a run's checkpoint/ema.safetensors) instead of the embedded")
+    ap.add_argument("--clip", default=None, metavar="DIR",
+                    help="measure this CLIP folder (a `train clip` run's out/clip) and its text tower as the text encoder")
     ap.add_argument("--out", default=str(ROOT / "docs" / "models"),
                     help="folder of toon64_quality.json and images/ (another one for a candidate)")
     args = ap.parse_args()
@@ -118,7 +120,9 @@ def main():
     held = RenderCache(Path(args.cache) / "heldout")
     images, records = np.asarray(held.arrays["image"][:1000]), held.records[:1000]
     torch.manual_seed(0)
-    bb = load_backbone("toon-64", controlnets=dict(c.split("=", 1) for c in args.controlnet) or None)
+    bb = load_backbone("toon-64", controlnets=dict(c.split("=", 1) for c in args.controlnet) or None, clip=args.clip)
+    if args.clip:
+        bb.text_encoder.load_state_dict(bb.clip.text_model.state_dict())
     if args.unet:
         from safetensors.torch import load_file
 
