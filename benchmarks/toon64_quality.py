@@ -108,7 +108,7 @@ def main():
     ap.add_argument("--unet", default=None, metavar="FILE",
                     help="measure these U-Net weights (a run's checkpoint/ema.safetensors) instead of the embedded")
     ap.add_argument("--clip", default=None, metavar="DIR",
-                    help="measure this CLIP folder (a `train clip` run's out/clip) and its text tower as the text encoder")
+                    help="measure this CLIP folder (a `train clip` run's out/clip), its text tower as the text encoder")
     ap.add_argument("--out", default=str(ROOT / "docs" / "models"),
                     help="folder of toon64_quality.json and images/ (another one for a candidate)")
     args = ap.parse_args()

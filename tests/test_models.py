@@ -202,6 +202,48 @@ def test_evaluator_heads_and_round_trip(tmp_path, pooling):
     assert segmentation_accuracy(seg.numpy(), seg.numpy() + 1, seg.numpy() == 0) == 0.0
 
 
+def test_caption_labels_name_what_the_caption_says():
+    from semedit.models.train_clip import caption_labels
+    from semedit.world import CATEGORICAL, sample_record
+
+    rng = np.random.default_rng(0)
+    rec = sample_record(3)
+    labels = caption_labels(rec, ("presentation", "expression"), rng)
+    assert labels["expression"] == CATEGORICAL["expression"].index(rec.expression)
+    assert "hair_colour" not in labels and "eye_colour" not in labels and "glasses" not in labels
+    full = caption_labels(rec, ("presentation", "hair", "eye_colour", "face_shape", "glasses"), rng)
+    assert {"hair_colour", "eye_colour", "face_shape", "glasses"} <= set(full)
+    assert all(CATEGORICAL[a][i] == getattr(rec, a) for a, i in full.items())
+
+
+def test_clip_text_attribute_loss_trains_resumes_and_saves_plain_clip(tiny_cache, tmp_path):
+    from transformers import CLIPModel
+
+    from semedit.models.toon64 import TOON64_DIR
+    from semedit.models.train_clip import TextAttributeHeads, train_clip
+
+    heads = TextAttributeHeads(8)
+    pooled = torch.randn(2, 8)
+    labels = [{"expression": 2}, {"expression": 0, "glasses": 1}]
+    ce = torch.nn.functional.cross_entropy
+    by_hand = (ce(heads.heads["expression"](pooled), torch.tensor([2, 0]), reduction="sum")
+               + ce(heads.heads["glasses"](pooled[1:]), torch.tensor([1]))) / 3
+    assert torch.allclose(heads.loss(pooled, labels), by_hand)
+
+    cfg = TrainConfig(steps=1, batch_size=4, lr=1e-3, warmup=1, checkpoint_every=1, log_every=1, seed=0)
+    run = tmp_path / "run"
+    train_clip(tiny_cache, TOON64_DIR / "tokenizer", run, tmp_path / "out", cfg, eval_n=4, text_attribute_weight=1.0)
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    assert log[0]["text_attribute_loss"] > 0
+    assert any(k.startswith("text_heads.") for k in load_file(run / "checkpoint" / "model.safetensors"))
+    cfg2 = TrainConfig(steps=2, batch_size=4, lr=1e-3, warmup=1, checkpoint_every=1, log_every=1, seed=0)
+    report = train_clip(tiny_cache, TOON64_DIR / "tokenizer", run, tmp_path / "out", cfg2, eval_n=4,
+                        text_attribute_weight=1.0)  # resumes at step 1, heads included
+    assert report["steps"] == 2
+    clip = CLIPModel.from_pretrained(tmp_path / "out" / "clip")  # the heads are not part of the saved CLIP
+    assert not any("heads" in k for k in clip.state_dict())
+
+
 def test_contrastive_loss_with_negatives():
     from semedit.models.train_clip import contrastive_loss_with_negatives
 

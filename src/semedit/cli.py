@@ -726,7 +726,10 @@ def vae(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
               help="Tokenizer folder (default: the embedded one).")
 @click.option("--text-encoder/--no-text-encoder", default=True, show_default=True,
               help="Also write the text tower as text_encoder/ (--no-text-encoder keeps the one a trained U-Net uses).")
-def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir, text_encoder):
+@click.option("--text-attribute-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight of a text-side loss that reads every attribute a caption names from the text tower "
+                   "(keeps the face words apart for the U-Net; 0 = contrastive only).")
+def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir, text_encoder, text_attribute_weight):
     """Train the small CLIP (text + vision towers, contrastive); measures zero-shot accuracy and retrieval."""
     from .models.toon64 import TOON64_DIR
     from .models.train_clip import CLIP_TRAIN, train_clip
@@ -734,7 +737,7 @@ def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir,
     out = out or TOON64_DIR
     report = train_clip(cache, tokenizer_dir or TOON64_DIR / "tokenizer", run_dir, out,
                         _train_config(CLIP_TRAIN, steps, batch_size, lr, seed), resume=not fresh,
-                        write_text_encoder=text_encoder)
+                        write_text_encoder=text_encoder, text_attribute_weight=text_attribute_weight)
     _report("clip", report, out / "clip")
 
 

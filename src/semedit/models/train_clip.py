@@ -56,13 +56,34 @@ def train_tokenizer(out_dir: str | Path, vocab_size: int = 1024, seed: int = 0):
     return tok
 
 
-def training_caption(rec, rng: np.random.Generator) -> str:
-    """Half full captions, half captions naming a random subset of fields (so short prompts and
+def training_fields(rng: np.random.Generator) -> tuple[str, ...]:
+    """Half all caption fields, half presentation and a random 1-4 others (so short prompts and
     zero-shot templates are in distribution)."""
     if rng.random() < 0.5:
-        return describe(rec)
+        return CAPTION_FIELDS
     k = int(rng.integers(1, 5))
-    return describe(rec, ["presentation"] + list(rng.choice(CAPTION_FIELDS[1:], k, replace=False)))
+    return ("presentation", *rng.choice(CAPTION_FIELDS[1:], k, replace=False))
+
+
+def training_caption(rec, rng: np.random.Generator) -> str:
+    return describe(rec, training_fields(rng))
+
+
+def caption_labels(rec, fields, rng: np.random.Generator) -> dict[str, int]:
+    """{attribute: value index} for the attributes a caption of `fields` pins down: those whose
+    caption changes when the value does (one other value tried, drawn by `rng`)."""
+    from ..world import CATEGORICAL
+
+    text, out = describe(rec, fields), {}
+    for attr, values in CATEGORICAL.items():
+        others = [v for v in values if v != getattr(rec, attr)]
+        try:
+            changed = rec.replace(**{attr: others[int(rng.integers(len(others)))]})
+        except ValueError:  # a combination the world does not allow
+            continue
+        if describe(changed, fields) != text:
+            out[attr] = values.index(getattr(rec, attr))
+    return out
 
 
 # Attributes whose hard-negative captions are drawn (the small face parts first: in-batch
@@ -71,8 +92,9 @@ HARD_NEGATIVE_FIELDS = {"expression": 3, "glasses": 2, "eyes": 1, "mouth": 1, "g
                         "background": 1, "beard": 1}
 
 
-def hard_negative_pair(rec, rng: np.random.Generator) -> tuple[str, str]:
-    """A caption of `rec` and the same caption of a copy with one attribute changed (a hard negative)."""
+def hard_negative_pair(rec, rng: np.random.Generator) -> tuple[str, str, tuple, object]:
+    """A caption of `rec` and the same caption of a copy with one attribute changed (a hard negative);
+    then the caption fields and the changed record."""
     from ..world import CATEGORICAL
 
     names, weights = list(HARD_NEGATIVE_FIELDS), np.array(list(HARD_NEGATIVE_FIELDS.values()), float)
@@ -89,8 +111,8 @@ def hard_negative_pair(rec, rng: np.random.Generator) -> tuple[str, str]:
         fields = ["presentation", f, *rng.choice(others, k, replace=False)]
         pos, negc = describe(rec, fields), describe(neg, fields)
         if pos != negc:
-            return pos, negc
-    return describe(rec), describe(rec)
+            return pos, negc, tuple(fields), neg
+    return describe(rec), describe(rec), CAPTION_FIELDS, rec
 
 
 def contrastive_loss_with_negatives(logits_per_image: torch.Tensor) -> torch.Tensor:
@@ -99,6 +121,42 @@ def contrastive_loss_with_negatives(logits_per_image: torch.Tensor) -> torch.Ten
     n = logits_per_image.shape[0]
     target = torch.arange(n, device=logits_per_image.device)
     return 0.5 * (F.cross_entropy(logits_per_image, target) + F.cross_entropy(logits_per_image[:, :n].T, target))
+
+
+class TextAttributeHeads(torch.nn.Module):
+    """One linear head per world attribute on the text tower's pooled state (the end-of-text token's
+    last hidden state). Trained beside the contrastive loss (`text_attribute_weight`), it makes the
+    text tower keep every attribute a caption names apart, which in-batch negatives never require of
+    the small face words (model card: the U-Net cannot follow words its text encoder merges)."""
+
+    def __init__(self, width: int):
+        from ..world import CATEGORICAL
+
+        super().__init__()
+        self.heads = torch.nn.ModuleDict({a: torch.nn.Linear(width, len(v)) for a, v in CATEGORICAL.items()})
+
+    def loss(self, pooled: torch.Tensor, labels: list[dict[str, int]]) -> torch.Tensor:
+        """Mean cross-entropy over every (caption, named attribute) pair."""
+        terms = []
+        for attr, head in self.heads.items():
+            rows = [i for i, lab in enumerate(labels) if attr in lab]
+            if rows:
+                target = torch.tensor([labels[i][attr] for i in rows], device=pooled.device)
+                terms.append(F.cross_entropy(head(pooled[rows]), target, reduction="sum"))
+        return torch.stack(terms).sum() / sum(len(lab) for lab in labels)
+
+
+class CLIPWithTextHeads(torch.nn.Module):
+    """What trains when the text-attribute loss is on: the CLIP and its heads (checkpointed together)."""
+
+    def __init__(self, clip, heads: TextAttributeHeads):
+        super().__init__()
+        self.clip, self.text_heads = clip, heads
+
+    def forward(self, labels: list[dict[str, int]], **batch):
+        """CLIP's output and the text-attribute loss of the captions' `labels` (`caption_labels`)."""
+        out = self.clip(**batch)
+        return out, self.text_heads.loss(out.text_model_output.pooler_output, labels)
 
 
 def build_clip(vocab_size: int):
@@ -148,39 +206,58 @@ def zero_shot_accuracy(model, tokenizer, images: np.ndarray, records, attributes
 
 def train_clip(cache_dir: str | Path, tokenizer_dir: str | Path, run_dir: str | Path, out_dir: str | Path,
                cfg: TrainConfig = CLIP_TRAIN, resume: bool = True, eval_n: int = 1000,
-               write_text_encoder: bool = True) -> dict:
+               write_text_encoder: bool = True, text_attribute_weight: float = 0.0) -> dict:
+    """Contrastive CLIP training with hard negatives; with `text_attribute_weight` > 0 also the
+    text-side attribute loss (`TextAttributeHeads`), weighted by it."""
     from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer
 
     tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir)
     train, heldout = RenderCache(Path(cache_dir) / "train"), RenderCache(Path(cache_dir) / "heldout")
     torch.manual_seed(cfg.seed)
     model = build_clip(len(tokenizer))
+    if text_attribute_weight > 0:
+        model = CLIPWithTextHeads(model, TextAttributeHeads(model.config.text_config.hidden_size))
     run = TrainRun(run_dir, cfg, model, "clip", resume=resume)
     images = train.arrays["image"]
+
+    def clip_of(module):
+        return module.clip if isinstance(module, CLIPWithTextHeads) else module
 
     def loss_fn(step, g):
         idx = np.sort(torch.randint(len(train), (cfg.batch_size,), generator=g).numpy())
         rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=g)))
-        texts = [training_caption(train.records[i], rng) for i in idx]
+        described = []  # (record, fields) of every caption, for the text-attribute loss
+        texts = []
+        for i in idx:
+            fields = training_fields(rng)
+            texts.append(describe(train.records[i], fields))
+            described.append((train.records[i], fields))
         n_hard = int(round(HARD_NEGATIVE_SHARE * len(idx)))  # these images get a hard-negative pair instead
-        negatives = []
+        negatives, negative_described = [], []
         for j in range(n_hard):
-            texts[j], neg = hard_negative_pair(train.records[idx[j]], rng)
+            texts[j], neg, fields, neg_rec = hard_negative_pair(train.records[idx[j]], rng)
             negatives.append(neg)
-        out = run.module(pixel_values=to_tensor(images[idx]).to(run.device),
-                         **tokenize(tokenizer, texts + negatives, run.device))
-        return contrastive_loss_with_negatives(out.logits_per_image), {}
+            described[j] = (train.records[idx[j]], fields)
+            negative_described.append((neg_rec, fields))
+        batch = dict(pixel_values=to_tensor(images[idx]).to(run.device), **tokenize(tokenizer, texts + negatives,
+                                                                                    run.device))
+        if text_attribute_weight == 0:
+            return contrastive_loss_with_negatives(run.module(**batch).logits_per_image), {}
+        labels = [caption_labels(rec, fields, rng) for rec, fields in described + negative_described]
+        out, text_loss = run.module(labels=labels, **batch)
+        loss = contrastive_loss_with_negatives(out.logits_per_image) + text_attribute_weight * text_loss
+        return loss, {"text_attribute_loss": text_loss.detach()}
 
     held_images = np.asarray(heldout.arrays["image"][:eval_n])
     held_records = heldout.records[:eval_n]
 
     def probe(step):
-        acc = zero_shot_accuracy(run.unwrapped(), tokenizer, held_images[:300], held_records[:300],
+        acc = zero_shot_accuracy(clip_of(run.unwrapped()), tokenizer, held_images[:300], held_records[:300],
                                  ["expression", "hair_colour", "glasses", "costume", "background"])
         return {f"zeroshot_{k}": v for k, v in acc.items()}
 
     run.run(loss_fn, on_checkpoint=probe)
-    model = run.final_module().float().eval()
+    model = clip_of(run.final_module()).float().eval()
     report = {"params": sum(t.numel() for t in model.parameters()), "steps": run.step,
               "zero_shot_heldout": zero_shot_accuracy(model, tokenizer, held_images, held_records),
               "retrieval_top1_of_100": retrieval_top1(model, tokenizer, held_images, held_records)}
