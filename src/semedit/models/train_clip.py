@@ -92,9 +92,9 @@ HARD_NEGATIVE_FIELDS = {"expression": 3, "glasses": 2, "eyes": 1, "mouth": 1, "g
                         "background": 1, "beard": 1}
 
 
-def hard_negative_pair(rec, rng: np.random.Generator) -> tuple[str, str, tuple, object]:
-    """A caption of `rec` and the same caption of a copy with one attribute changed (a hard negative);
-    then the caption fields and the changed record."""
+def hard_negative(rec, rng: np.random.Generator) -> tuple[tuple[str, ...], object]:
+    """Caption fields and a copy of `rec` with one attribute changed whose captions of those fields
+    differ: the copy's caption is a hard negative for `rec`'s image."""
     from ..world import CATEGORICAL
 
     names, weights = list(HARD_NEGATIVE_FIELDS), np.array(list(HARD_NEGATIVE_FIELDS.values()), float)
@@ -109,10 +109,9 @@ def hard_negative_pair(rec, rng: np.random.Generator) -> tuple[str, str, tuple, 
         k = int(rng.integers(0, 4))
         others = [c for c in CAPTION_FIELDS[1:] if c != f]
         fields = ["presentation", f, *rng.choice(others, k, replace=False)]
-        pos, negc = describe(rec, fields), describe(neg, fields)
-        if pos != negc:
-            return pos, negc, tuple(fields), neg
-    return describe(rec), describe(rec), CAPTION_FIELDS, rec
+        if describe(rec, fields) != describe(neg, fields):
+            return tuple(fields), neg
+    return CAPTION_FIELDS, rec
 
 
 def contrastive_loss_with_negatives(logits_per_image: torch.Tensor) -> torch.Tensor:
@@ -226,24 +225,16 @@ def train_clip(cache_dir: str | Path, tokenizer_dir: str | Path, run_dir: str | 
     def loss_fn(step, g):
         idx = np.sort(torch.randint(len(train), (cfg.batch_size,), generator=g).numpy())
         rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=g)))
-        described = []  # (record, fields) of every caption, for the text-attribute loss
-        texts = []
-        for i in idx:
-            fields = training_fields(rng)
-            texts.append(describe(train.records[i], fields))
-            described.append((train.records[i], fields))
-        n_hard = int(round(HARD_NEGATIVE_SHARE * len(idx)))  # these images get a hard-negative pair instead
-        negatives, negative_described = [], []
-        for j in range(n_hard):
-            texts[j], neg, fields, neg_rec = hard_negative_pair(train.records[idx[j]], rng)
-            negatives.append(neg)
-            described[j] = (train.records[idx[j]], fields)
-            negative_described.append((neg_rec, fields))
-        batch = dict(pixel_values=to_tensor(images[idx]).to(run.device), **tokenize(tokenizer, texts + negatives,
-                                                                                    run.device))
+        captioned = [(train.records[i], training_fields(rng)) for i in idx]  # (record, caption fields)
+        for j in range(int(round(HARD_NEGATIVE_SHARE * len(idx)))):  # these images also meet a hard negative
+            fields, negative = hard_negative(train.records[idx[j]], rng)
+            captioned[j] = (train.records[idx[j]], fields)
+            captioned.append((negative, fields))  # after the batch's positives
+        texts = [describe(rec, fields) for rec, fields in captioned]
+        batch = dict(pixel_values=to_tensor(images[idx]).to(run.device), **tokenize(tokenizer, texts, run.device))
         if text_attribute_weight == 0:
             return contrastive_loss_with_negatives(run.module(**batch).logits_per_image), {}
-        labels = [caption_labels(rec, fields, rng) for rec, fields in described + negative_described]
+        labels = [caption_labels(rec, fields, rng) for rec, fields in captioned]
         out, text_loss = run.module(labels=labels, **batch)
         loss = contrastive_loss_with_negatives(out.logits_per_image) + text_attribute_weight * text_loss
         return loss, {"text_attribute_loss": text_loss.detach()}
