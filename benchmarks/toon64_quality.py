@@ -24,7 +24,8 @@ from semedit.models.evaluator import attribute_accuracy, pose_errors, segmentati
 from semedit.models.train_clip import retrieval_top1, zero_shot_accuracy
 from semedit.models.train_unet import encode_text
 from semedit.models.train_vae import psnr, reconstruct
-from semedit.world import CATEGORICAL, ToonRecord, captions, describe, observable, sample_prompt, scribble_map
+from semedit.world import (CATEGORICAL, ToonRecord, captions, describe, observable, sample_prompt, scribble_map,
+                           with_other_value)
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -55,16 +56,14 @@ def text_sensitivity(bb, records, seed: int = 0) -> dict[str, tuple[float, int]]
     rng = np.random.default_rng(seed)
     device = next(bb.text_encoder.parameters()).device
     out = {}
-    for attr, values in CATEGORICAL.items():
+    for attr in CATEGORICAL:
         pairs = []
         for rec in records:
-            others = [v for v in values if v != getattr(rec, attr)]
-            try:
-                changed = rec.replace(**{attr: others[int(rng.integers(len(others)))]})
-            except ValueError:  # a combination the world does not allow
-                continue
-            if describe(rec) != describe(changed):
-                pairs.append((describe(rec), describe(changed)))
+            changed = with_other_value(rec, attr, rng)
+            if changed is not None:
+                pair = (describe(rec), describe(changed))
+                if pair[0] != pair[1]:
+                    pairs.append(pair)
         if pairs:
             a, b = (encode_text(bb.text_encoder, bb.tokenizer, texts, device).float() for texts in zip(*pairs))
             out[attr] = (float((a - b).flatten(1).norm(dim=1).mean()), len(pairs))

@@ -72,16 +72,12 @@ def training_caption(rec, rng: np.random.Generator) -> str:
 def caption_labels(rec, fields, rng: np.random.Generator) -> dict[str, int]:
     """{attribute: value index} for the attributes a caption of `fields` pins down: those whose
     caption changes when the value does (one other value tried, drawn by `rng`)."""
-    from ..world import CATEGORICAL
+    from ..world import CATEGORICAL, with_other_value
 
     text, out = describe(rec, fields), {}
     for attr, values in CATEGORICAL.items():
-        others = [v for v in values if v != getattr(rec, attr)]
-        try:
-            changed = rec.replace(**{attr: others[int(rng.integers(len(others)))]})
-        except ValueError:  # a combination the world does not allow
-            continue
-        if describe(changed, fields) != text:
+        changed = with_other_value(rec, attr, rng)
+        if changed is not None and describe(changed, fields) != text:
             out[attr] = values.index(getattr(rec, attr))
     return out
 
@@ -95,16 +91,14 @@ HARD_NEGATIVE_FIELDS = {"expression": 3, "glasses": 2, "eyes": 1, "mouth": 1, "g
 def hard_negative(rec, rng: np.random.Generator) -> tuple[tuple[str, ...], object]:
     """Caption fields and a copy of `rec` with one attribute changed whose captions of those fields
     differ: the copy's caption is a hard negative for `rec`'s image."""
-    from ..world import CATEGORICAL
+    from ..world import with_other_value
 
     names, weights = list(HARD_NEGATIVE_FIELDS), np.array(list(HARD_NEGATIVE_FIELDS.values()), float)
     for _ in range(20):
         f = names[int(rng.choice(len(names), p=weights / weights.sum()))]
         attr = {"hair": "hair_colour"}.get(f, f)
-        values = [v for v in CATEGORICAL[attr] if v != getattr(rec, attr)]
-        try:
-            neg = rec.replace(**{attr: values[int(rng.integers(len(values)))]})
-        except ValueError:
+        neg = with_other_value(rec, attr, rng)
+        if neg is None:
             continue
         k = int(rng.integers(0, 4))
         others = [c for c in CAPTION_FIELDS[1:] if c != f]

@@ -162,6 +162,16 @@ def sample_record(seed: int | np.random.Generator | np.random.SeedSequence) -> T
     return ToonRecord(**rec)
 
 
+def with_other_value(rec: ToonRecord, attr: str, rng: np.random.Generator) -> ToonRecord | None:
+    """A copy of `rec` with the categorical `attr` set to another value drawn by `rng`; None where the
+    world does not allow the combination (a beard on a woman)."""
+    others = [v for v in CATEGORICAL[attr] if v != getattr(rec, attr)]
+    try:
+        return rec.replace(**{attr: others[int(rng.integers(len(others)))]})
+    except ValueError:
+        return None
+
+
 def record_seed(seed: int, index: int) -> np.random.SeedSequence:
     """The seed of sample `index` of a dataset with base `seed` (independent of other samples)."""
     return np.random.SeedSequence([int(seed), int(index)])
