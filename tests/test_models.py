@@ -127,9 +127,10 @@ def test_tokenizer_is_clip_format(tmp_path):
 
 def test_unet_and_controlnet_training_run_on_a_tiny_family(tiny_cache, tmp_path):
     from diffusers import AutoencoderKL, ControlNetModel
+    from transformers import CLIPConfig, CLIPModel
 
     from semedit.models.train_controlnet import train_controlnet
-    from semedit.models.train_unet import train_unet
+    from semedit.models.train_unet import load_text_encoder, train_unet
 
     pipe = _tiny_sd_folder(tmp_path / "sd")
     family = tmp_path / "family"
@@ -139,18 +140,29 @@ def test_unet_and_controlnet_training_run_on_a_tiny_family(tiny_cache, tmp_path)
     AutoencoderKL(**TINY_VAE).save_pretrained(family / "vae")
     cfg = TrainConfig(steps=4, batch_size=2, lr=1e-3, warmup=1, checkpoint_every=2, log_every=1, seed=0,
                       ema_decay=0.9)
-    report = train_unet(tiny_cache, family, tmp_path / "runs" / "unet", family / "unet", cfg, config=TINY_UNET)
+    # conditioned on a CLIP folder's text tower (how a U-Net is trained for a retrained CLIP)
+    torch.manual_seed(1)
+    clip = CLIPModel(CLIPConfig(text_config=pipe.text_encoder.config.to_dict(), projection_dim=16,
+                                vision_config=dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                                   num_attention_heads=2, image_size=16, patch_size=8)))
+    clip.save_pretrained(tmp_path / "clip")
+    ids = pipe.tokenizer(["a cartoon man, smiling"], return_tensors="pt").input_ids
+    with torch.no_grad():
+        assert torch.equal(load_text_encoder(tmp_path / "clip")(ids)[0], clip.text_model(ids)[0])
+    report = train_unet(tiny_cache, family, tmp_path / "runs" / "unet", family / "unet", cfg, config=TINY_UNET,
+                        text_encoder_dir=tmp_path / "clip")
     assert report["steps"] == 4 and (family / "unet" / "diffusion_pytorch_model.safetensors").exists()
     assert (tmp_path / "runs" / "unet" / "checkpoint" / "ema.safetensors").exists()
     cfg = TrainConfig(steps=2, batch_size=2, lr=1e-3, warmup=1, checkpoint_every=2, log_every=1, seed=0)
-    report = train_controlnet("pose", tiny_cache, family, tmp_path / "runs" / "cn", family / "cn", cfg)
+    candidate = dict(text_encoder_dir=tmp_path / "clip", unet_dir=family / "unet")  # the U-Net's own text tower
+    report = train_controlnet("pose", tiny_cache, family, tmp_path / "runs" / "cn", family / "cn", cfg, **candidate)
     assert report["residual_mean_abs"] > 0  # two steps already move the zero-initialised outputs
     cn = ControlNetModel.from_pretrained(family / "cn")
     assert cn.config.conditioning_embedding_out_channels == [16, 32, 64]
     # going on from those weights (at a vanishing lr): the residuals are theirs, not a fresh ControlNet's zeros
     cfg_on = TrainConfig(steps=1, batch_size=2, lr=1e-12, warmup=1, checkpoint_every=1, log_every=1, seed=1)
     again = train_controlnet("pose", tiny_cache, family, tmp_path / "runs" / "cn2", family / "cn2", cfg_on,
-                             init_from=family / "cn")
+                             init_from=family / "cn", **candidate)
     assert again["residual_mean_abs"] == pytest.approx(report["residual_mean_abs"], rel=1e-2)
     with pytest.raises(ValueError, match="kind must be one of"):
         train_controlnet("depth", tiny_cache, family, tmp_path / "x", tmp_path / "y", cfg)

@@ -747,10 +747,18 @@ def _init_from_option(what: str):
                              "(a fresh optimizer and schedule).")
 
 
+def _text_encoder_option():
+    return click.option("--text-encoder", "text_encoder_dir", default=None,
+                        type=click.Path(file_okay=False, exists=True, path_type=Path),
+                        help="Condition on this text encoder: a text_encoder folder or a CLIP folder (its text "
+                             "tower; e.g. a `train clip` run's out/clip). Default: the family's.")
+
+
 @train.command()
 @_train_options("unet")
 @_init_from_option("U-Net")
-def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, init_from):
+@_text_encoder_option()
+def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, init_from, text_encoder_dir):
     """Train the text-conditional U-Net (caption dropout, diptychs, EMA) on VAE latents."""
     from .models.backbone import write_family_index
     from .models.toon64 import TOON64_DIR
@@ -758,7 +766,7 @@ def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, init_from):
 
     out = out or TOON64_DIR / "unet"
     report = train_unet(cache, TOON64_DIR, run_dir, out, _train_config(UNET_TRAIN, steps, batch_size, lr, seed),
-                        resume=not fresh, init_from=init_from)
+                        resume=not fresh, init_from=init_from, text_encoder_dir=text_encoder_dir)
     write_family_index()
     _report("unet", report, out)
 
@@ -767,7 +775,10 @@ def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, init_from):
 @click.argument("kind", type=click.Choice(["pose", "scribble"]))
 @_train_options("controlnet")
 @_init_from_option("ControlNet")
-def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh, init_from):
+@_text_encoder_option()
+@click.option("--unet", "unet_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="The frozen U-Net to steer (default: the family's).")
+def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh, init_from, text_encoder_dir, unet_dir):
     """Train a ControlNet for the pose drawing or the scribble map on the frozen U-Net."""
     from .models.toon64 import TOON64_DIR
     from .models.train_controlnet import CONTROLNET_TRAIN, train_controlnet
@@ -777,7 +788,7 @@ def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh, in
         run_dir = Path(f"runs/controlnet-{kind}")
     report = train_controlnet(kind, cache, TOON64_DIR, run_dir, out,
                               _train_config(CONTROLNET_TRAIN, steps, batch_size, lr, seed), resume=not fresh,
-                              init_from=init_from)
+                              init_from=init_from, text_encoder_dir=text_encoder_dir, unet_dir=unet_dir)
     _report(f"controlnet-{kind}", report, out)
 
 

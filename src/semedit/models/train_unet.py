@@ -59,6 +59,14 @@ def latents_cache(vae, images: np.ndarray, path: Path) -> torch.Tensor:
     return z
 
 
+def load_text_encoder(folder: str | Path):
+    """The text tower in `folder`: a text_encoder/ folder, or a CLIP folder (its text half; the
+    family keeps CLIP's text tower as its text encoder, so a retrained CLIP can condition a U-Net)."""
+    from transformers import CLIPTextModel
+
+    return CLIPTextModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
+
+
 @torch.no_grad()
 def encode_text(text_encoder, tokenizer, texts, device) -> torch.Tensor:
     """Last hidden states padded to 77 tokens, as the Stable Diffusion pipelines compute them."""
@@ -84,14 +92,15 @@ def diffusion_loss(pred: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, alp
 
 def train_unet(cache_dir: str | Path, family_dir: str | Path, run_dir: str | Path, out_dir: str | Path,
                cfg: TrainConfig = UNET_TRAIN, config: dict | None = None, resume: bool = True,
-               init_from: str | Path | None = None) -> dict:
-    """Train the U-Net from scratch, or go on from the weights in `init_from` (a fresh optimizer)."""
+               init_from: str | Path | None = None, text_encoder_dir: str | Path | None = None) -> dict:
+    """Train the U-Net from scratch, or go on from the weights in `init_from` (a fresh optimizer),
+    conditioned on the family's text encoder or the one in `text_encoder_dir` (`load_text_encoder`)."""
     from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTokenizer
 
     family_dir, run_dir = Path(family_dir), Path(run_dir)
     tokenizer = CLIPTokenizer.from_pretrained(family_dir / "tokenizer")
-    text_encoder = CLIPTextModel.from_pretrained(family_dir / "text_encoder", torch_dtype=torch.float32).eval()
+    text_encoder = load_text_encoder(text_encoder_dir or family_dir / "text_encoder")
     vae = AutoencoderKL.from_pretrained(family_dir / "vae", torch_dtype=torch.float32)
     train, pairs = RenderCache(Path(cache_dir) / "train"), PairCache(Path(cache_dir) / "pairs")
     z_single = latents_cache(vae, train.arrays["image"], latents_path(cache_dir, "train", family_dir / "vae"))
