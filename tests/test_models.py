@@ -228,13 +228,13 @@ def test_caption_labels_name_what_the_caption_says():
     assert all(CATEGORICAL[a][i] == getattr(rec, a) for a, i in full.items())
 
 
-def test_clip_text_attribute_loss_trains_resumes_and_saves_plain_clip(tiny_cache, tmp_path):
+def test_clip_attribute_losses_train_resume_and_save_plain_clip(tiny_cache, tmp_path):
     from transformers import CLIPModel
 
     from semedit.models.toon64 import TOON64_DIR
-    from semedit.models.train_clip import TextAttributeHeads, train_clip
+    from semedit.models.train_clip import AttributeHeads, train_clip
 
-    heads = TextAttributeHeads(8)
+    heads = AttributeHeads(8)
     pooled = torch.randn(2, 8)
     labels = [{"expression": 2}, {"expression": 0, "glasses": 1}]
     ce = torch.nn.functional.cross_entropy
@@ -254,6 +254,31 @@ def test_clip_text_attribute_loss_trains_resumes_and_saves_plain_clip(tiny_cache
     assert report["steps"] == 2
     clip = CLIPModel.from_pretrained(tmp_path / "out" / "clip")  # the heads are not part of the saved CLIP
     assert not any("heads" in k for k in clip.state_dict())
+
+    # going on from that CLIP with the text tower frozen and the image-side loss: only the vision side moves
+    report = train_clip(tiny_cache, TOON64_DIR / "tokenizer", tmp_path / "run2", tmp_path / "out2", cfg, eval_n=4,
+                        image_attribute_weight=1.0, init_from=tmp_path / "out" / "clip", freeze_text_tower=True,
+                        write_text_encoder=False)
+    log = [json.loads(line) for line in (tmp_path / "run2" / "log.jsonl").read_text().splitlines()]
+    assert log[0]["image_attribute_loss"] > 0 and "text_attribute_loss" not in log[0]
+    after = CLIPModel.from_pretrained(tmp_path / "out2" / "clip")
+    before, moved = clip.state_dict(), after.state_dict()
+    assert all(torch.equal(before[k], moved[k]) for k in before if k.startswith("text_model."))
+    assert not torch.equal(before["vision_model.post_layernorm.weight"], moved["vision_model.post_layernorm.weight"])
+    with pytest.raises(ValueError, match="freeze_text_tower needs init_from"):
+        train_clip(tiny_cache, TOON64_DIR / "tokenizer", tmp_path / "run3", tmp_path / "out3", cfg,
+                   freeze_text_tower=True)
+
+
+def test_image_labels_are_what_the_image_shows():
+    from semedit.models.train_clip import image_labels
+    from semedit.world import CATEGORICAL, sample_record
+
+    rec = sample_record(3).replace(eyes="closed", costume="sheep")
+    labels = image_labels(rec)
+    assert not {"gaze", "eye_colour", "hair_colour", "hair_style", "shirt_colour"} & set(labels)
+    assert {"expression", "glasses", "mouth", "costume"} <= set(labels)
+    assert all(CATEGORICAL[a][i] == getattr(rec, a) for a, i in labels.items())
 
 
 def test_contrastive_loss_with_negatives():

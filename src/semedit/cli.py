@@ -720,6 +720,12 @@ def vae(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
     _report("vae", report, out)
 
 
+def _init_from_option(what: str):
+    return click.option("--init-from", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+                        help=f"Start from these {what} weights (e.g. the embedded ones) instead of from scratch "
+                             "(a fresh optimizer and schedule).")
+
+
 @train.command()
 @_train_options("clip")
 @click.option("--tokenizer", "tokenizer_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -729,7 +735,15 @@ def vae(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
 @click.option("--text-attribute-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of a text-side loss that reads every attribute a caption names from the text tower "
                    "(keeps the face words apart for the U-Net; 0 = contrastive only).")
-def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir, text_encoder, text_attribute_weight):
+@click.option("--image-attribute-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight of an image-side loss that reads every attribute an image shows from the vision tower "
+                   "(makes its features carry the small face parts; 0 = contrastive only).")
+@_init_from_option("CLIP")
+@click.option("--freeze-text-tower", is_flag=True,
+              help="Keep the text tower of --init-from fixed (the U-Net trained on it stays valid); train the "
+                   "vision tower and the projections.")
+def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir, text_encoder, text_attribute_weight,
+         image_attribute_weight, init_from, freeze_text_tower):
     """Train the small CLIP (text + vision towers, contrastive); measures zero-shot accuracy and retrieval."""
     from .models.toon64 import TOON64_DIR
     from .models.train_clip import CLIP_TRAIN, train_clip
@@ -737,14 +751,10 @@ def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir,
     out = out or TOON64_DIR
     report = train_clip(cache, tokenizer_dir or TOON64_DIR / "tokenizer", run_dir, out,
                         _train_config(CLIP_TRAIN, steps, batch_size, lr, seed), resume=not fresh,
-                        write_text_encoder=text_encoder, text_attribute_weight=text_attribute_weight)
+                        write_text_encoder=text_encoder, text_attribute_weight=text_attribute_weight,
+                        image_attribute_weight=image_attribute_weight, init_from=init_from,
+                        freeze_text_tower=freeze_text_tower)
     _report("clip", report, out / "clip")
-
-
-def _init_from_option(what: str):
-    return click.option("--init-from", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
-                        help=f"Start from these {what} weights (e.g. the embedded ones) instead of from scratch "
-                             "(a fresh optimizer and schedule).")
 
 
 def _text_encoder_option():

@@ -116,11 +116,20 @@ def contrastive_loss_with_negatives(logits_per_image: torch.Tensor) -> torch.Ten
     return 0.5 * (F.cross_entropy(logits_per_image, target) + F.cross_entropy(logits_per_image[:, :n].T, target))
 
 
-class TextAttributeHeads(torch.nn.Module):
-    """One linear head per world attribute on the text tower's pooled state (the end-of-text token's
-    last hidden state). Trained beside the contrastive loss (`text_attribute_weight`), it makes the
-    text tower keep every attribute a caption names apart, which in-batch negatives never require of
-    the small face words (model card: the U-Net cannot follow words its text encoder merges)."""
+def image_labels(rec) -> dict[str, int]:
+    """{attribute: value index} for every attribute the image shows (`observable`)."""
+    from ..world import CATEGORICAL
+
+    seen = observable(rec)
+    return {a: values.index(getattr(rec, a)) for a, values in CATEGORICAL.items() if seen[a]}
+
+
+class AttributeHeads(torch.nn.Module):
+    """One linear head per world attribute on a tower's pooled state. On the text tower (the
+    end-of-text token's last hidden state) it makes the tower keep every attribute a caption names
+    apart, which in-batch negatives never require of the small face words (model card: the U-Net
+    cannot follow words its text encoder merges); on the vision tower (the class token) it makes
+    the image features carry the small face parts that zero-shot classification needs."""
 
     def __init__(self, width: int):
         from ..world import CATEGORICAL
@@ -129,7 +138,7 @@ class TextAttributeHeads(torch.nn.Module):
         self.heads = torch.nn.ModuleDict({a: torch.nn.Linear(width, len(v)) for a, v in CATEGORICAL.items()})
 
     def loss(self, pooled: torch.Tensor, labels: list[dict[str, int]]) -> torch.Tensor:
-        """Mean cross-entropy over every (caption, named attribute) pair."""
+        """Mean cross-entropy over every (row, labelled attribute) pair."""
         terms = []
         for attr, head in self.heads.items():
             rows = [i for i, lab in enumerate(labels) if attr in lab]
@@ -139,17 +148,24 @@ class TextAttributeHeads(torch.nn.Module):
         return torch.stack(terms).sum() / sum(len(lab) for lab in labels)
 
 
-class CLIPWithTextHeads(torch.nn.Module):
-    """What trains when the text-attribute loss is on: the CLIP and its heads (checkpointed together)."""
+class CLIPWithAttributeHeads(torch.nn.Module):
+    """What trains when an attribute loss is on: the CLIP and its heads (checkpointed together,
+    never saved with the CLIP). Either head set may be None (its loss off)."""
 
-    def __init__(self, clip, heads: TextAttributeHeads):
+    def __init__(self, clip, text_heads: AttributeHeads | None, image_heads: AttributeHeads | None):
         super().__init__()
-        self.clip, self.text_heads = clip, heads
+        self.clip, self.text_heads, self.image_heads = clip, text_heads, image_heads
 
-    def forward(self, labels: list[dict[str, int]], **batch):
-        """CLIP's output and the text-attribute loss of the captions' `labels` (`caption_labels`)."""
-        out = self.clip(**batch)
-        return out, self.text_heads.loss(out.text_model_output.pooler_output, labels)
+    def forward(self, text_labels: list[dict[str, int]], image_labels: list[dict[str, int]], **batch):
+        """CLIP's output and {name: loss} of the captions' `text_labels` (`caption_labels`) and the
+        images' `image_labels`."""
+        out, losses = self.clip(**batch), {}
+        if self.text_heads is not None:
+            losses["text_attribute_loss"] = self.text_heads.loss(out.text_model_output.pooler_output, text_labels)
+        if self.image_heads is not None:
+            losses["image_attribute_loss"] = self.image_heads.loss(out.vision_model_output.pooler_output,
+                                                                   image_labels)
+        return out, losses
 
 
 def build_clip(vocab_size: int):
@@ -199,22 +215,36 @@ def zero_shot_accuracy(model, tokenizer, images: np.ndarray, records, attributes
 
 def train_clip(cache_dir: str | Path, tokenizer_dir: str | Path, run_dir: str | Path, out_dir: str | Path,
                cfg: TrainConfig = CLIP_TRAIN, resume: bool = True, eval_n: int = 1000,
-               write_text_encoder: bool = True, text_attribute_weight: float = 0.0) -> dict:
-    """Contrastive CLIP training with hard negatives; with `text_attribute_weight` > 0 also the
-    text-side attribute loss (`TextAttributeHeads`), weighted by it."""
-    from transformers import CLIPImageProcessor, CLIPTextModel, CLIPTokenizer
+               write_text_encoder: bool = True, text_attribute_weight: float = 0.0,
+               image_attribute_weight: float = 0.0, init_from: str | Path | None = None,
+               freeze_text_tower: bool = False) -> dict:
+    """Contrastive CLIP training with hard negatives, from scratch or from the CLIP in `init_from`;
+    with `text_attribute_weight` / `image_attribute_weight` > 0 also the attribute losses
+    (`AttributeHeads`) of either tower, weighted by them. `freeze_text_tower` keeps the text tower
+    (what a trained U-Net reads) fixed and trains the vision tower and both projections."""
+    from transformers import CLIPImageProcessor, CLIPModel, CLIPTextModel, CLIPTokenizer
 
+    if freeze_text_tower and (init_from is None or text_attribute_weight > 0):
+        raise ValueError("freeze_text_tower needs init_from (a trained text tower) and no text attribute loss")
     tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir)
     train, heldout = RenderCache(Path(cache_dir) / "train"), RenderCache(Path(cache_dir) / "heldout")
     torch.manual_seed(cfg.seed)
-    model = build_clip(len(tokenizer))
-    if text_attribute_weight > 0:
-        model = CLIPWithTextHeads(model, TextAttributeHeads(model.config.text_config.hidden_size))
+    if init_from is not None:
+        model = CLIPModel.from_pretrained(init_from, torch_dtype=torch.float32)
+    else:
+        model = build_clip(len(tokenizer))
+    model.text_model.requires_grad_(not freeze_text_tower)
+    with_heads = text_attribute_weight > 0 or image_attribute_weight > 0
+    if with_heads:
+        model = CLIPWithAttributeHeads(
+            model, AttributeHeads(model.config.text_config.hidden_size) if text_attribute_weight > 0 else None,
+            AttributeHeads(model.config.vision_config.hidden_size) if image_attribute_weight > 0 else None)
     run = TrainRun(run_dir, cfg, model, "clip", resume=resume)
     images = train.arrays["image"]
+    weights = {"text_attribute_loss": text_attribute_weight, "image_attribute_loss": image_attribute_weight}
 
     def clip_of(module):
-        return module.clip if isinstance(module, CLIPWithTextHeads) else module
+        return module.clip if isinstance(module, CLIPWithAttributeHeads) else module
 
     def loss_fn(step, g):
         idx = np.sort(torch.randint(len(train), (cfg.batch_size,), generator=g).numpy())
@@ -226,12 +256,13 @@ def train_clip(cache_dir: str | Path, tokenizer_dir: str | Path, run_dir: str | 
             captioned.append((negative, fields))  # after the batch's positives
         texts = [describe(rec, fields) for rec, fields in captioned]
         batch = dict(pixel_values=to_tensor(images[idx]).to(run.device), **tokenize(tokenizer, texts, run.device))
-        if text_attribute_weight == 0:
+        if not with_heads:
             return contrastive_loss_with_negatives(run.module(**batch).logits_per_image), {}
-        labels = [caption_labels(rec, fields, rng) for rec, fields in captioned]
-        out, text_loss = run.module(labels=labels, **batch)
-        loss = contrastive_loss_with_negatives(out.logits_per_image) + text_attribute_weight * text_loss
-        return loss, {"text_attribute_loss": text_loss.detach()}
+        text_labels = [caption_labels(rec, fields, rng) for rec, fields in captioned] if text_attribute_weight else []
+        out, losses = run.module(text_labels=text_labels, image_labels=[image_labels(train.records[i]) for i in idx],
+                                 **batch)
+        loss = contrastive_loss_with_negatives(out.logits_per_image) + sum(weights[k] * v for k, v in losses.items())
+        return loss, {k: v.detach() for k, v in losses.items()}
 
     held_images = np.asarray(heldout.arrays["image"][:eval_n])
     held_records = heldout.records[:eval_n]
