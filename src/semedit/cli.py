@@ -749,11 +749,14 @@ def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir,
     from .models.train_clip import CLIP_TRAIN, train_clip
 
     out = out or TOON64_DIR
-    report = train_clip(cache, tokenizer_dir or TOON64_DIR / "tokenizer", run_dir, out,
-                        _train_config(CLIP_TRAIN, steps, batch_size, lr, seed), resume=not fresh,
-                        write_text_encoder=text_encoder, text_attribute_weight=text_attribute_weight,
-                        image_attribute_weight=image_attribute_weight, init_from=init_from,
-                        freeze_text_tower=freeze_text_tower)
+    try:
+        report = train_clip(cache, tokenizer_dir or TOON64_DIR / "tokenizer", run_dir, out,
+                            _train_config(CLIP_TRAIN, steps, batch_size, lr, seed), resume=not fresh,
+                            write_text_encoder=text_encoder, text_attribute_weight=text_attribute_weight,
+                            image_attribute_weight=image_attribute_weight, init_from=init_from,
+                            freeze_text_tower=freeze_text_tower)
+    except ValueError as err:
+        raise click.ClickException(str(err)) from None
     _report("clip", report, out / "clip")
 
 
