@@ -732,9 +732,10 @@ def _init_from_option(what: str):
               help="Tokenizer folder (default: the embedded one).")
 @click.option("--text-encoder/--no-text-encoder", default=True, show_default=True,
               help="Also write the text tower as text_encoder/ (--no-text-encoder keeps the one a trained U-Net uses).")
-@click.option("--text-attribute-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--text-attribute-weight", type=click.FloatRange(min=0), default=None,
               help="Weight of a text-side loss that reads every attribute a caption names from the text tower "
-                   "(keeps the face words apart for the U-Net; 0 = contrastive only).")
+                   "(keeps the face words apart for the U-Net; 0 = contrastive only). Default: the recipe's, 1 "
+                   "(0 with --freeze-text-tower).")
 @click.option("--image-attribute-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight of an image-side loss that reads every attribute an image shows from the vision tower "
                    "(makes its features carry the small face parts; 0 = contrastive only).")
@@ -746,8 +747,10 @@ def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir,
          image_attribute_weight, init_from, freeze_text_tower):
     """Train the small CLIP (text + vision towers, contrastive); measures zero-shot accuracy and retrieval."""
     from .models.toon64 import TOON64_DIR
-    from .models.train_clip import CLIP_TRAIN, train_clip
+    from .models.train_clip import CLIP_TRAIN, TEXT_ATTRIBUTE_WEIGHT, train_clip
 
+    if text_attribute_weight is None:
+        text_attribute_weight = 0.0 if freeze_text_tower else TEXT_ATTRIBUTE_WEIGHT
     out = out or TOON64_DIR
     try:
         report = train_clip(cache, tokenizer_dir or TOON64_DIR / "tokenizer", run_dir, out,

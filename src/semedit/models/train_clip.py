@@ -21,6 +21,9 @@ from .training import TrainConfig, TrainRun
 
 CLIP_TRAIN = TrainConfig(steps=2400, batch_size=128, lr=5e-4, warmup=200, weight_decay=0.1, checkpoint_every=500,
                          seed=0)
+# The recipe's text-attribute loss weight (`AttributeHeads` on the text tower): without it the text
+# tower merges the face words and the U-Net cannot follow them (model card, CLIP and U-Net sections).
+TEXT_ATTRIBUTE_WEIGHT = 1.0
 HARD_NEGATIVE_SHARE = 0.5  # share of a batch's images that also meet a one-attribute-off caption
 IMAGE_MEAN = [0.5, 0.5, 0.5]  # CLIPImageProcessor settings for toon-64: images in [-1, 1]
 IMAGE_STD = [0.5, 0.5, 0.5]
