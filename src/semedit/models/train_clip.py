@@ -262,8 +262,8 @@ def train_clip(cache_dir: str | Path, tokenizer_dir: str | Path, run_dir: str | 
         if not with_heads:
             return contrastive_loss_with_negatives(run.module(**batch).logits_per_image), {}
         text_labels = [caption_labels(rec, fields, rng) for rec, fields in captioned] if text_attribute_weight else []
-        out, losses = run.module(text_labels=text_labels, image_labels=[image_labels(train.records[i]) for i in idx],
-                                 **batch)
+        images_labels = [image_labels(train.records[i]) for i in idx] if image_attribute_weight else []
+        out, losses = run.module(text_labels=text_labels, image_labels=images_labels, **batch)
         loss = contrastive_loss_with_negatives(out.logits_per_image) + sum(weights[k] * v for k, v in losses.items())
         return loss, {k: v.detach() for k, v in losses.items()}
 
