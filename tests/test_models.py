@@ -258,7 +258,7 @@ def test_clip_attribute_losses_train_resume_and_save_plain_clip(tiny_cache, tmp_
     # going on from that CLIP with the text tower frozen and the image-side loss: only the vision side moves
     report = train_clip(tiny_cache, TOON64_DIR / "tokenizer", tmp_path / "run2", tmp_path / "out2", cfg, eval_n=4,
                         image_attribute_weight=1.0, init_from=tmp_path / "out" / "clip", freeze_text_tower=True,
-                        write_text_encoder=False)
+                        write_text_encoder=False, every_value_negatives=True)
     log = [json.loads(line) for line in (tmp_path / "run2" / "log.jsonl").read_text().splitlines()]
     assert log[0]["image_attribute_loss"] > 0 and "text_attribute_loss" not in log[0]
     after = CLIPModel.from_pretrained(tmp_path / "out2" / "clip")
@@ -268,6 +268,25 @@ def test_clip_attribute_losses_train_resume_and_save_plain_clip(tiny_cache, tmp_
     with pytest.raises(ValueError, match="freeze_text_tower needs init_from"):
         train_clip(tiny_cache, TOON64_DIR / "tokenizer", tmp_path / "run3", tmp_path / "out3", cfg,
                    freeze_text_tower=True)
+
+
+def test_hard_negatives_change_one_attribute_the_caption_names():
+    from semedit.models.train_clip import hard_negatives
+    from semedit.world import CATEGORICAL, describe, sample_record
+
+    for i in range(30):
+        rec = sample_record(np.random.default_rng(i))
+        one_fields, one = hard_negatives(rec, np.random.default_rng(i))
+        fields, every = hard_negatives(rec, np.random.default_rng(i), every_value=True)
+        assert len(one) == 1 and len(every) >= 1
+        for negs, f in ((one, one_fields), (every, fields)):
+            captions = [describe(n, f) for n in negs]
+            assert describe(rec, f) not in captions and len(set(captions)) == len(captions)
+            changed = {a for n in negs for a in CATEGORICAL if getattr(n, a) != getattr(rec, a)}
+            assert len(changed) == 1  # one attribute, the same for every negative
+        attr = changed.pop()
+        if attr in ("expression", "glasses"):  # every other value the world allows, none left out
+            assert {getattr(n, attr) for n in every} == set(CATEGORICAL[attr]) - {getattr(rec, attr)}
 
 
 def test_image_labels_are_what_the_image_shows():

@@ -743,8 +743,11 @@ def _init_from_option(what: str):
 @click.option("--freeze-text-tower", is_flag=True,
               help="Keep the text tower of --init-from fixed (the U-Net trained on it stays valid); train the "
                    "vision tower and the projections.")
+@click.option("--every-value-negatives", is_flag=True,
+              help="A hard-negative image meets the captions of every other value of the changed attribute, "
+                   "not one random other value.")
 def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir, text_encoder, text_attribute_weight,
-         image_attribute_weight, init_from, freeze_text_tower):
+         image_attribute_weight, init_from, freeze_text_tower, every_value_negatives):
     """Train the small CLIP (text + vision towers, contrastive); measures zero-shot accuracy and retrieval."""
     from .models.toon64 import TOON64_DIR
     from .models.train_clip import CLIP_TRAIN, TEXT_ATTRIBUTE_WEIGHT, train_clip
@@ -757,7 +760,7 @@ def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir,
                             _train_config(CLIP_TRAIN, steps, batch_size, lr, seed), resume=not fresh,
                             write_text_encoder=text_encoder, text_attribute_weight=text_attribute_weight,
                             image_attribute_weight=image_attribute_weight, init_from=init_from,
-                            freeze_text_tower=freeze_text_tower)
+                            freeze_text_tower=freeze_text_tower, every_value_negatives=every_value_negatives)
     except ValueError as err:
         raise click.ClickException(str(err)) from None
     _report("clip", report, out / "clip")

@@ -91,24 +91,31 @@ HARD_NEGATIVE_FIELDS = {"expression": 3, "glasses": 2, "eyes": 1, "mouth": 1, "g
                         "background": 1, "beard": 1}
 
 
-def hard_negative(rec, rng: np.random.Generator) -> tuple[tuple[str, ...], object]:
-    """Caption fields and a copy of `rec` with one attribute changed whose captions of those fields
-    differ: the copy's caption is a hard negative for `rec`'s image."""
-    from ..world import with_other_value
+def hard_negatives(rec, rng: np.random.Generator, every_value: bool = False) -> tuple[tuple[str, ...], list]:
+    """Caption fields and copies of `rec` with one attribute changed whose captions of those fields
+    differ: their captions are hard negatives for `rec`'s image. One copy (a random other value), or
+    with `every_value` one per other value the world allows, so the image must pick its value among
+    all of them as zero-shot classification does (one random negative teaches it one pair a step)."""
+    from ..world import CATEGORICAL, with_other_value, with_value
 
     names, weights = list(HARD_NEGATIVE_FIELDS), np.array(list(HARD_NEGATIVE_FIELDS.values()), float)
     for _ in range(20):
         f = names[int(rng.choice(len(names), p=weights / weights.sum()))]
         attr = {"hair": "hair_colour"}.get(f, f)
-        neg = with_other_value(rec, attr, rng)
-        if neg is None:
+        if every_value:
+            negatives = [neg for v in CATEGORICAL[attr] if v != getattr(rec, attr)
+                         if (neg := with_value(rec, attr, v)) is not None]
+        else:
+            negatives = [neg] if (neg := with_other_value(rec, attr, rng)) is not None else []
+        if not negatives:
             continue
         k = int(rng.integers(0, 4))
         others = [c for c in CAPTION_FIELDS[1:] if c != f]
         fields = ["presentation", f, *rng.choice(others, k, replace=False)]
-        if describe(rec, fields) != describe(neg, fields):
-            return tuple(fields), neg
-    return CAPTION_FIELDS, rec
+        negatives = [neg for neg in negatives if describe(neg, fields) != describe(rec, fields)]
+        if negatives:
+            return tuple(fields), negatives
+    return CAPTION_FIELDS, []
 
 
 def contrastive_loss_with_negatives(logits_per_image: torch.Tensor) -> torch.Tensor:
@@ -220,11 +227,12 @@ def train_clip(cache_dir: str | Path, tokenizer_dir: str | Path, run_dir: str | 
                cfg: TrainConfig = CLIP_TRAIN, resume: bool = True, eval_n: int = 1000,
                write_text_encoder: bool = True, text_attribute_weight: float = 0.0,
                image_attribute_weight: float = 0.0, init_from: str | Path | None = None,
-               freeze_text_tower: bool = False) -> dict:
+               freeze_text_tower: bool = False, every_value_negatives: bool = False) -> dict:
     """Contrastive CLIP training with hard negatives, from scratch or from the CLIP in `init_from`;
     with `text_attribute_weight` / `image_attribute_weight` > 0 also the attribute losses
     (`AttributeHeads`) of either tower, weighted by them. `freeze_text_tower` keeps the text tower
-    (what a trained U-Net reads) fixed and trains the vision tower and both projections."""
+    (what a trained U-Net reads) fixed and trains the vision tower and both projections;
+    `every_value_negatives`: see `hard_negatives`."""
     from transformers import CLIPImageProcessor, CLIPModel, CLIPTextModel, CLIPTokenizer
 
     if freeze_text_tower and (init_from is None or text_attribute_weight > 0):
@@ -253,10 +261,10 @@ def train_clip(cache_dir: str | Path, tokenizer_dir: str | Path, run_dir: str | 
         idx = np.sort(torch.randint(len(train), (cfg.batch_size,), generator=g).numpy())
         rng = np.random.default_rng(int(torch.randint(2**31, (1,), generator=g)))
         captioned = [(train.records[i], training_fields(rng)) for i in idx]  # (record, caption fields)
-        for j in range(int(round(HARD_NEGATIVE_SHARE * len(idx)))):  # these images also meet a hard negative
-            fields, negative = hard_negative(train.records[idx[j]], rng)
+        for j in range(int(round(HARD_NEGATIVE_SHARE * len(idx)))):  # these images also meet hard negatives
+            fields, negatives = hard_negatives(train.records[idx[j]], rng, every_value_negatives)
             captioned[j] = (train.records[idx[j]], fields)
-            captioned.append((negative, fields))  # after the batch's positives
+            captioned += [(neg, fields) for neg in negatives]  # after the batch's positives
         texts = [describe(rec, fields) for rec, fields in captioned]
         batch = dict(pixel_values=to_tensor(images[idx]).to(run.device), **tokenize(tokenizer, texts, run.device))
         if not with_heads:

@@ -166,8 +166,13 @@ def with_other_value(rec: ToonRecord, attr: str, rng: np.random.Generator) -> To
     """A copy of `rec` with the categorical `attr` set to another value drawn by `rng`; None where the
     world does not allow the combination (a beard on a woman)."""
     others = [v for v in CATEGORICAL[attr] if v != getattr(rec, attr)]
+    return with_value(rec, attr, others[int(rng.integers(len(others)))])
+
+
+def with_value(rec: ToonRecord, attr: str, value) -> ToonRecord | None:
+    """A copy of `rec` with `attr` set to `value`; None where the world does not allow it."""
     try:
-        return rec.replace(**{attr: others[int(rng.integers(len(others)))]})
+        return rec.replace(**{attr: value})
     except ValueError:
         return None
 
