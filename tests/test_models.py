@@ -187,6 +187,26 @@ def test_clip_training_runs_and_measures(tiny_cache, tmp_path):
         assert torch.equal(text(ids)[0], clip.text_model(ids)[0])
 
 
+def test_evaluator_training_sees_every_image_reconstructed_and_resumes(tiny_cache, tmp_path):
+    from semedit.models.toon64 import TOON64_DIR
+    from semedit.models.train_evaluator import train_evaluator
+    from semedit.world import CATEGORICAL
+
+    cfg = TrainConfig(steps=1, batch_size=4, lr=1e-3, warmup=1, checkpoint_every=1, log_every=1, seed=0)
+    run = tmp_path / "run"
+    train_evaluator(tiny_cache, TOON64_DIR / "vae", run, tmp_path / "out", cfg, eval_n=4)
+    recon = np.load(next(run.glob("recon_train_*.npy")))
+    renders = RenderCache(tiny_cache / "train").arrays["image"]
+    assert recon.shape == renders.shape and recon.dtype == np.uint8 and not np.array_equal(recon, renders)
+    cfg2 = TrainConfig(steps=2, batch_size=4, lr=1e-3, warmup=1, checkpoint_every=1, log_every=1, seed=0)
+    report = train_evaluator(tiny_cache, TOON64_DIR / "vae", run, tmp_path / "out", cfg2, eval_n=4)  # resumes at 1
+    assert report["steps"] == 2 and report["heldout_n"] == 4
+    for judged in ("renders", "vae_reconstructions"):
+        assert "costume" in report[judged]["accuracy"] and set(report[judged]["accuracy"]) <= set(CATEGORICAL)
+        assert all(0 <= v <= 1 for v in report[judged]["accuracy"].values())
+    assert (tmp_path / "out" / "diffusion_pytorch_model.safetensors").exists()
+
+
 @pytest.mark.parametrize("pooling", ["mean", "attention"])
 def test_evaluator_heads_and_round_trip(tmp_path, pooling):
     from semedit.models.evaluator import ToonEvaluator, segmentation_accuracy

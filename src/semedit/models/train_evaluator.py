@@ -19,9 +19,6 @@ EVALUATOR_TRAIN = TrainConfig(steps=8000, batch_size=32, lr=2e-3, warmup=200, we
                               checkpoint_every=250, seed=0)
 NOISE_STD = 0.03  # light Gaussian noise on inputs, for robustness to generated images
 EVALUATOR_POOLING = "attention"
-# Every training image is also seen as its VAE reconstruction (a round trip costs ~0.05 s a CPU core):
-# with only the first 8,000 the evaluator memorised them (eye colour 99% on those, 81% on unseen ones).
-RECON_N = None
 
 
 def reconstructions(vae, images: np.ndarray, path: Path) -> np.ndarray:
@@ -50,17 +47,17 @@ def train_evaluator(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | P
     vae = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=torch.float32)
     train, heldout = RenderCache(Path(cache_dir) / "train"), RenderCache(Path(cache_dir) / "heldout")
     renders = train.arrays["image"]
-    n_recon = len(train) if RECON_N is None else min(RECON_N, len(train))
-    recons = reconstructions(vae, renders[:n_recon], run_dir / f"recon_train_{weights_tag(Path(vae_dir))}.npy")
+    # Every training image is also seen as its VAE reconstruction (a round trip costs ~0.05 s a CPU core):
+    # with only the first 8,000 the evaluator memorised them (eye colour 99% on those, 81% on unseen ones).
+    recons = reconstructions(vae, renders, run_dir / f"recon_train_{weights_tag(Path(vae_dir))}.npy")
     torch.manual_seed(cfg.seed)
     model = ToonEvaluator(pooling=pooling)
     run = TrainRun(run_dir, cfg, model, "evaluator", resume=resume)
 
     def loss_fn(step, g):
         idx = np.sort(torch.randint(len(train), (cfg.batch_size,), generator=g).numpy())
-        use_recon = torch.rand(len(idx), generator=g).numpy() < 0.5
-        idx = np.where(use_recon, idx % n_recon, idx)  # half the batch as reconstructions (of the first n_recon)
-        imgs = np.where(use_recon[:, None, None, None], recons[idx % n_recon], renders[idx])
+        use_recon = torch.rand(len(idx), generator=g).numpy() < 0.5  # half the batch as reconstructions
+        imgs = np.where(use_recon[:, None, None, None], recons[idx], renders[idx])
         x = to_tensor(imgs) + NOISE_STD * torch.rand(len(idx), 1, 1, 1, generator=g) * torch.randn(
             imgs.shape[0], 3, 64, 64, generator=g)
         out = run.module(x.to(run.device))
