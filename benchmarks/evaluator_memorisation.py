@@ -14,10 +14,13 @@ import argparse
 from pathlib import Path
 
 import numpy as np
+import torch
+from diffusers import AutoencoderKL
 
-from semedit.models.backbone import load_backbone, load_evaluator
+from semedit.models.backbone import load_evaluator
 from semedit.models.data import RenderCache
 from semedit.models.evaluator import attribute_accuracy
+from semedit.models.toon64 import TOON64_DIR
 from semedit.models.train_vae import reconstruct
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -30,7 +33,7 @@ def main():
     ap.add_argument("--seen", default="0:1000")
     ap.add_argument("--unseen", default="9000:10000")
     args = ap.parse_args()
-    bb = load_backbone("toon-64")
+    vae = AutoencoderKL.from_pretrained(TOON64_DIR / "vae", torch_dtype=torch.float32)
     judge = load_evaluator(args.evaluator)
     train = RenderCache(Path(args.cache) / "train")
     cols = {}
@@ -38,7 +41,7 @@ def main():
         sl = slice(*map(int, span.split(":")))
         renders, records = np.asarray(train.arrays["image"][sl]), train.records[sl]
         cols[f"renders {span}"] = attribute_accuracy(judge.predict(renders), records)
-        cols[f"reconstructions {span} ({name})"] = attribute_accuracy(judge.predict(reconstruct(bb.vae, renders)),
+        cols[f"reconstructions {span} ({name})"] = attribute_accuracy(judge.predict(reconstruct(vae, renders)),
                                                                       records)
     print("| attribute | " + " | ".join(cols) + " |")
     print("|---" * (len(cols) + 1) + "|")
