@@ -160,6 +160,18 @@ def main():
             preds = evaluator.predict(imgs)
             res[name] = {"accuracy": attribute_accuracy(preds, records), "pose_mae": pose_errors(preds, records),
                          "segmentation_accuracy": segmentation_accuracy(evaluator.segment(imgs), seg)}
+        # where expression is missed: a closed mouth leaves neutral (a line) and smiling (a shallow arc)
+        # a few pixels apart, and dark lips on dark skin lower their contrast
+        preds = evaluator.predict(images)
+        split = {}
+        for name, keep in [("mouth open", lambda r: r.mouth == "open"), ("mouth closed", lambda r: r.mouth == "closed")] + [
+                (f"mouth closed, {s} skin", lambda r, s=s: r.mouth == "closed" and r.skin_tone == s)
+                for s in CATEGORICAL["skin_tone"]]:
+            hit = [p["expression"] == r.expression for p, r in zip(preds, records) if observable(r)["expression"] and keep(r)]
+            split[name] = {"accuracy": round(float(np.mean(hit)), 4), "n": len(hit)}
+        res["renders"]["expression_by_case"] = split
+        print("\n### Evaluator: expression on renders by case (held-out)\n"
+              + table([(k, f"{v['accuracy']:.1%}", v["n"]) for k, v in split.items()], ("case", "accuracy", "images")))
         results["evaluator"] = res
         rows = [(k, f"{res['renders']['accuracy'][k]:.1%}", f"{res['vae_reconstructions']['accuracy'][k]:.1%}")
                 for k in res["renders"]["accuracy"]]
