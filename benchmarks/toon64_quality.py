@@ -155,14 +155,14 @@ def main():
     if "evaluator" in parts:
         rec = reconstruct(bb.vae, images)
         seg = np.asarray(held.arrays["seg"][:1000])
-        res = {}
+        res, preds_of = {}, {}
         for name, imgs in (("renders", images), ("vae_reconstructions", rec)):
-            preds = evaluator.predict(imgs)
+            preds = preds_of[name] = evaluator.predict(imgs)
             res[name] = {"accuracy": attribute_accuracy(preds, records), "pose_mae": pose_errors(preds, records),
                          "segmentation_accuracy": segmentation_accuracy(evaluator.segment(imgs), seg)}
         # where expression is missed: a closed mouth leaves neutral (a line) and smiling (a shallow arc)
         # a few pixels apart, and dark lips on dark skin lower their contrast
-        preds = evaluator.predict(images)
+        preds = preds_of["renders"]
         split = {}
         for name, keep in [("mouth open", lambda r: r.mouth == "open"), ("mouth closed", lambda r: r.mouth == "closed")] + [
                 (f"mouth closed, {s} skin", lambda r, s=s: r.mouth == "closed" and r.skin_tone == s)
