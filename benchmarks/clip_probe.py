@@ -18,17 +18,11 @@ import torch
 import torch.nn.functional as F
 
 from semedit.models.data import RenderCache
-from semedit.models.train_clip import image_features, zero_shot_accuracy
-from semedit.models.train_vae import to_tensor
+from semedit.models.train_clip import image_embeddings, zero_shot_accuracy
 from semedit.world import CATEGORICAL, observable
 
 ROOT = Path(__file__).resolve().parent.parent
 ATTRIBUTES = ("expression", "glasses", "eyes", "mouth", "beard", "hair_colour")
-
-
-@torch.no_grad()
-def embeddings(model, images: np.ndarray, batch: int = 250) -> torch.Tensor:
-    return torch.cat([image_features(model, to_tensor(images[i:i + batch])) for i in range(0, len(images), batch)])
 
 
 def linear_probe(x_train, y_train, x_test, k: int, l2: float = 1e-4) -> torch.Tensor:
@@ -63,7 +57,7 @@ def main():
     train, held = RenderCache(Path(args.cache) / "train"), RenderCache(Path(args.cache) / "heldout")
     tr_img, tr_rec = np.asarray(train.arrays["image"][:args.n_train]), train.records[:args.n_train]
     ho_img, ho_rec = np.asarray(held.arrays["image"][:1000]), held.records[:1000]
-    x_train, x_test = embeddings(model, tr_img), embeddings(model, ho_img)
+    x_train, x_test = image_embeddings(model, tr_img), image_embeddings(model, ho_img)
     zero_shot = zero_shot_accuracy(model, tokenizer, ho_img, ho_rec, ATTRIBUTES)
     print("| attribute | zero-shot | linear probe |\n|---|---|---|")
     for attr in ATTRIBUTES:

@@ -192,6 +192,12 @@ def image_features(model, pixel_values) -> torch.Tensor:
     return F.normalize(model.get_image_features(pixel_values=pixel_values).pooler_output, dim=-1)
 
 
+@torch.no_grad()
+def image_embeddings(model, images: np.ndarray, batch: int = 250) -> torch.Tensor:
+    """`image_features` of uint8 N x 64 x 64 x 3 images, `batch` at a time."""
+    return torch.cat([image_features(model, to_tensor(images[i:i + batch])) for i in range(0, len(images), batch)])
+
+
 def text_features(model, tokens: dict) -> torch.Tensor:
     return F.normalize(model.get_text_features(**tokens).pooler_output, dim=-1)
 
@@ -205,10 +211,7 @@ def tokenize(tokenizer, texts, device=None) -> dict:
 def zero_shot_accuracy(model, tokenizer, images: np.ndarray, records, attributes=None, batch: int = 250) -> dict:
     """Per attribute: the share of images whose highest-scoring template caption names the true value."""
     model.eval()
-    feats = []
-    for i in range(0, len(images), batch):
-        feats.append(image_features(model, to_tensor(images[i:i + batch])))
-    img = torch.cat(feats)
+    img = image_embeddings(model, images, batch)
     out = {}
     for attr in attributes or ZERO_SHOT_ATTRIBUTES:
         prompts = value_prompts(attr)
