@@ -92,6 +92,30 @@ def test_training_resumes_exactly(tiny_cache, tmp_path):
         == torch.float16
 
 
+def test_time_budget_shortens_the_run_to_the_measured_pace(tmp_path):
+    """A 0.05 s step under a 0.02-minute (1.2 s) budget: the run sets its steps once the pace is known
+    (timed over steps 2-4 of an 8-step warm-up) and ends there, with the schedule and the saved config
+    following; a run whose pace is never measured stops at 1.2x the budget."""
+    from semedit.models.training import TrainRun
+
+    def loss_fn(step, g):
+        time.sleep(0.05)
+        return (module.weight ** 2).sum(), {}
+
+    module = torch.nn.Linear(2, 2)
+    cfg = TrainConfig(steps=10_000, warmup=8, checkpoint_every=5, log_every=5, time_budget_minutes=0.02)
+    run = TrainRun(tmp_path / "a", cfg, module, "tiny")
+    run.run(loss_fn)
+    saved = json.loads((tmp_path / "a" / "train_config.json").read_text())
+    assert 10 <= run.step <= 30 and saved["steps"] == run.step == run.cfg.steps
+    assert json.loads((tmp_path / "a" / "checkpoint" / "state.json").read_text())["step"] == run.step
+    assert run.lr_at(run.step - 1) == pytest.approx(cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (
+        1 + np.cos(np.pi * (run.step - 1 - cfg.warmup) / (run.step - cfg.warmup)))))  # cosine ends with the run
+    slow = TrainRun(tmp_path / "b", TrainConfig(steps=10_000, warmup=1000, time_budget_minutes=0.01), module, "slow")
+    slow.run(loss_fn)  # pace would be timed at steps 250-500: the 0.72 s cut-off ends it first
+    assert 10 <= slow.step <= 20 and json.loads((tmp_path / "b" / "train_config.json").read_text())["steps"] == slow.step
+
+
 def test_latent_centering_keeps_reconstructions(tiny_cache):
     from diffusers import AutoencoderKL
 

@@ -655,18 +655,21 @@ def _train_options(name):
                          help="Default: the recipe's."),
             click.option("--seed", type=click.IntRange(0), default=0, show_default=True),
             click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint and start again."),
+            click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None,
+                         help="Minutes: shorten --steps (and the schedule) to what fits, at the pace measured "
+                              "during warm-up."),
         ]):
             f = opt(f)
         return f
     return deco
 
 
-def _train_config(default, steps, batch_size, lr, seed):
+def _train_config(default, steps, batch_size, lr, seed, time_budget=None):
     import dataclasses
 
     steps = steps or default.steps
     return dataclasses.replace(default, steps=steps, batch_size=batch_size or default.batch_size,
-                               lr=lr or default.lr, seed=seed,
+                               lr=lr or default.lr, seed=seed, time_budget_minutes=time_budget,
                                checkpoint_every=min(default.checkpoint_every, steps),
                                log_every=min(default.log_every, steps), warmup=min(default.warmup, steps // 2))
 
@@ -710,13 +713,13 @@ def tokenizer(out, vocab_size, seed):
 
 @train.command()
 @_train_options("vae")
-def vae(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
+def vae(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget):
     """Train the VAE (AutoencoderKL 64x64x3 -> 4x16x16); measures held-out PSNR and the latent scale."""
     from .models.toon64 import TOON64_DIR
     from .models.train_vae import VAE_TRAIN, train_vae
 
     out = out or TOON64_DIR / "vae"
-    report = train_vae(cache, run_dir, out, _train_config(VAE_TRAIN, steps, batch_size, lr, seed), resume=not fresh)
+    report = train_vae(cache, run_dir, out, _train_config(VAE_TRAIN, steps, batch_size, lr, seed, time_budget), resume=not fresh)
     _report("vae", report, out)
 
 
@@ -746,7 +749,7 @@ def _init_from_option(what: str):
 @click.option("--every-value-negatives", is_flag=True,
               help="A hard-negative image meets the captions of every other value of the changed attribute, "
                    "not one random other value.")
-def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir, text_encoder, text_attribute_weight,
+def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, tokenizer_dir, text_encoder, text_attribute_weight,
          image_attribute_weight, init_from, freeze_text_tower, every_value_negatives):
     """Train the small CLIP (text + vision towers, contrastive); measures zero-shot accuracy and retrieval."""
     from .models.toon64 import TOON64_DIR
@@ -757,7 +760,7 @@ def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, tokenizer_dir,
     out = out or TOON64_DIR
     try:
         report = train_clip(cache, tokenizer_dir or TOON64_DIR / "tokenizer", run_dir, out,
-                            _train_config(CLIP_TRAIN, steps, batch_size, lr, seed), resume=not fresh,
+                            _train_config(CLIP_TRAIN, steps, batch_size, lr, seed, time_budget), resume=not fresh,
                             write_text_encoder=text_encoder, text_attribute_weight=text_attribute_weight,
                             image_attribute_weight=image_attribute_weight, init_from=init_from,
                             freeze_text_tower=freeze_text_tower, every_value_negatives=every_value_negatives)
@@ -777,14 +780,14 @@ def _text_encoder_option():
 @_train_options("unet")
 @_init_from_option("U-Net")
 @_text_encoder_option()
-def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, init_from, text_encoder_dir):
+def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, init_from, text_encoder_dir):
     """Train the text-conditional U-Net (caption dropout, diptychs, EMA) on VAE latents."""
     from .models.backbone import write_family_index
     from .models.toon64 import TOON64_DIR
     from .models.train_unet import UNET_TRAIN, train_unet
 
     out = out or TOON64_DIR / "unet"
-    report = train_unet(cache, TOON64_DIR, run_dir, out, _train_config(UNET_TRAIN, steps, batch_size, lr, seed),
+    report = train_unet(cache, TOON64_DIR, run_dir, out, _train_config(UNET_TRAIN, steps, batch_size, lr, seed, time_budget),
                         resume=not fresh, init_from=init_from, text_encoder_dir=text_encoder_dir)
     write_family_index()
     _report("unet", report, out)
@@ -797,7 +800,7 @@ def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, init_from, tex
 @_text_encoder_option()
 @click.option("--unet", "unet_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="The frozen U-Net to steer (default: the family's).")
-def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh, init_from, text_encoder_dir, unet_dir):
+def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, init_from, text_encoder_dir, unet_dir):
     """Train a ControlNet for the pose drawing or the scribble map on the frozen U-Net."""
     from .models.toon64 import TOON64_DIR
     from .models.train_controlnet import CONTROLNET_TRAIN, train_controlnet
@@ -806,21 +809,21 @@ def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh, in
     if run_dir == Path("runs/controlnet"):
         run_dir = Path(f"runs/controlnet-{kind}")
     report = train_controlnet(kind, cache, TOON64_DIR, run_dir, out,
-                              _train_config(CONTROLNET_TRAIN, steps, batch_size, lr, seed), resume=not fresh,
+                              _train_config(CONTROLNET_TRAIN, steps, batch_size, lr, seed, time_budget), resume=not fresh,
                               init_from=init_from, text_encoder_dir=text_encoder_dir, unet_dir=unet_dir)
     _report(f"controlnet-{kind}", report, out)
 
 
 @train.command()
 @_train_options("evaluator")
-def evaluator(cache, run_dir, out, steps, batch_size, lr, seed, fresh):
+def evaluator(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget):
     """Train the attribute evaluator (the benchmark's judge) on renders and VAE reconstructions."""
     from .models.toon64 import TOON64_DIR
     from .models.train_evaluator import EVALUATOR_TRAIN, train_evaluator
 
     out = out or TOON64_DIR / "evaluator"
     report = train_evaluator(cache, TOON64_DIR / "vae", run_dir, out,
-                             _train_config(EVALUATOR_TRAIN, steps, batch_size, lr, seed), resume=not fresh)
+                             _train_config(EVALUATOR_TRAIN, steps, batch_size, lr, seed, time_budget), resume=not fresh)
     _report("evaluator", report, out)
 
 

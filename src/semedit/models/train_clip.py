@@ -194,8 +194,10 @@ def image_features(model, pixel_values) -> torch.Tensor:
 
 @torch.no_grad()
 def image_embeddings(model, images: np.ndarray, batch: int = 250) -> torch.Tensor:
-    """`image_features` of uint8 N x 64 x 64 x 3 images, `batch` at a time."""
-    return torch.cat([image_features(model, to_tensor(images[i:i + batch])) for i in range(0, len(images), batch)])
+    """`image_features` of uint8 N x 64 x 64 x 3 images, `batch` at a time, on the model's device; returned on the CPU."""
+    dev = model.device
+    return torch.cat([image_features(model, to_tensor(images[i:i + batch]).to(dev)).cpu()
+                      for i in range(0, len(images), batch)])
 
 
 def text_features(model, tokens: dict) -> torch.Tensor:
@@ -217,8 +219,8 @@ def zero_shot_accuracy(model, tokenizer, images: np.ndarray, records, attributes
         prompts = value_prompts(attr)
         values = list(prompts)
         # one text embedding per value: the normalised mean over its prompts
-        txt = torch.stack([F.normalize(text_features(model, tokenize(tokenizer, ps)).mean(0), dim=0)
-                           for ps in prompts.values()])
+        txt = torch.stack([F.normalize(text_features(model, tokenize(tokenizer, ps, model.device)).mean(0), dim=0)
+                           for ps in prompts.values()]).cpu()
         keep = np.array([observable(r)[attr] for r in records])
         pred = (img @ txt.T).argmax(1).numpy()
         truth = np.array([values.index(getattr(r, attr)) for r in records])
@@ -292,7 +294,7 @@ def train_clip(cache_dir: str | Path, tokenizer_dir: str | Path, run_dir: str | 
               "zero_shot_heldout": zero_shot_accuracy(model, tokenizer, held_images, held_records),
               "retrieval_top1_of_100": retrieval_top1(model, tokenizer, held_images, held_records)}
     out_dir = Path(out_dir)
-    model.to(torch.float16).save_pretrained(out_dir / "clip", safe_serialization=True)
+    model.to("cpu", torch.float16).save_pretrained(out_dir / "clip", safe_serialization=True)
     if write_text_encoder:  # the text tower alone conditions the U-Net, as text_encoder/ of an SD folder
         text_encoder = CLIPTextModel(model.config.text_config)
         text_encoder.load_state_dict(model.text_model.state_dict())
@@ -312,8 +314,8 @@ def retrieval_top1(model, tokenizer, images, records, group: int = 100) -> float
     group = min(group, len(images))
     hits, total = 0, 0
     for s in range(0, len(images) - group + 1, group):
-        img = image_features(model, to_tensor(images[s:s + group]))
-        txt = text_features(model, tokenize(tokenizer, [full(r) for r in records[s:s + group]]))
+        img = image_embeddings(model, images[s:s + group], group)
+        txt = text_features(model, tokenize(tokenizer, [full(r) for r in records[s:s + group]], model.device)).cpu()
         hits += int(((txt @ img.T).argmax(1) == torch.arange(group)).sum())
         total += group
     return hits / total

@@ -24,10 +24,10 @@ MIN_SNR_GAMMA = 5.0  # min-SNR loss weighting (Hang et al. 2023): faster converg
 
 @torch.no_grad()
 def encode_latents(vae, images: np.ndarray, batch: int = 250) -> torch.Tensor:
-    """Scaled latents (posterior means) of uint8 images."""
+    """Scaled latents (posterior means) of uint8 images, on the VAE's device; returned on the CPU."""
     vae.eval()
-    out = [vae.encode(to_tensor(images[i:i + batch])).latent_dist.mode() * vae.config.scaling_factor
-           for i in range(0, len(images), batch)]
+    out = [(vae.encode(to_tensor(images[i:i + batch]).to(vae.device)).latent_dist.mode()
+            * vae.config.scaling_factor).cpu() for i in range(0, len(images), batch)]
     return torch.cat(out)
 
 
@@ -103,15 +103,17 @@ def train_unet(cache_dir: str | Path, family_dir: str | Path, run_dir: str | Pat
     text_encoder = load_text_encoder(text_encoder_dir or family_dir / "text_encoder")
     vae = AutoencoderKL.from_pretrained(family_dir / "vae", torch_dtype=torch.float32)
     train, pairs = RenderCache(Path(cache_dir) / "train"), PairCache(Path(cache_dir) / "pairs")
-    z_single = latents_cache(vae, train.arrays["image"], latents_path(cache_dir, "train", family_dir / "vae"))
-    z_pair = latents_cache(vae, pairs.image, latents_path(cache_dir, "pairs", family_dir / "vae"))
-    scheduler = DDPMScheduler.from_config(SCHEDULER_CONFIG)
     torch.manual_seed(cfg.seed)
     if init_from is not None:
         unet = UNet2DConditionModel.from_pretrained(init_from, torch_dtype=torch.float32)
     else:
         unet = UNet2DConditionModel(**(config or UNET_CONFIG))
     run = TrainRun(run_dir, cfg, unet, "unet", resume=resume)
+    vae.to(run.device)
+    z_single = latents_cache(vae, train.arrays["image"], latents_path(cache_dir, "train", family_dir / "vae"))
+    z_pair = latents_cache(vae, pairs.image, latents_path(cache_dir, "pairs", family_dir / "vae"))
+    del vae
+    scheduler = DDPMScheduler.from_config(SCHEDULER_CONFIG)
     text_encoder.to(run.device)
     alphas = scheduler.alphas_cumprod
 
@@ -133,7 +135,7 @@ def train_unet(cache_dir: str | Path, family_dir: str | Path, run_dir: str | Pat
     run.run(loss_fn)
     unet = run.final_module().float().eval()
     out_dir = Path(out_dir)
-    unet.to(torch.float16).save_pretrained(out_dir, safe_serialization=True)
+    unet.to("cpu", torch.float16).save_pretrained(out_dir, safe_serialization=True)
     report = {"params": sum(p.numel() for p in unet.parameters()), "steps": run.step}
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))
     return report

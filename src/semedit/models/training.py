@@ -10,6 +10,7 @@ run sees exactly the data an uninterrupted one would have seen.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import math
 import shutil
@@ -35,6 +36,9 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 50
+    # Wall-clock budget (minutes, None = none): once the pace is known (mid warm-up) the run shortens
+    # `steps` so that it ends inside the budget, and the cosine schedule follows; the log records the steps.
+    time_budget_minutes: float | None = None
 
 
 def _state(module: torch.nn.Module) -> dict:
@@ -96,7 +100,13 @@ class TrainRun:
         c, acc = self.cfg, self.accelerator
         bar = tqdm(total=c.steps, initial=self.step, desc=f"train {self.name}", disable=not acc.is_main_process)
         t0, running = time.perf_counter(), []
+        pace_from = (self.step + max(1, c.warmup // 4), self.step + max(2, c.warmup // 2))  # steps timed for the budget
         while self.step < c.steps:
+            if c.time_budget_minutes and self.step in pace_from:
+                if self.step == pace_from[0]:
+                    t_pace = time.perf_counter()
+                else:
+                    c = self._fit_budget(t0, (time.perf_counter() - t_pace) / (pace_from[1] - pace_from[0]), bar)
             for group in self.opt.param_groups:
                 group["lr"] = self.lr_at(self.step)
             self.module.train()
@@ -109,15 +119,17 @@ class TrainRun:
             if self.ema is not None:
                 with torch.no_grad():
                     d = min(c.ema_decay, (1 + self.step) / (10 + self.step))
-                    for pe, p in zip(self.ema.parameters(), self.unwrapped().parameters()):
-                        pe.lerp_(p.detach(), 1 - d)
+                    torch._foreach_lerp_(list(self.ema.parameters()),
+                                         [p.detach() for p in self.unwrapped().parameters()], 1 - d)
                     for be, b in zip(self.ema.buffers(), self.unwrapped().buffers()):
                         be.copy_(b)
             self.step += 1
-            running.append(float(loss.detach()))
+            running.append(loss.detach())  # read at log time: no device sync per step
             bar.update()
+            if c.time_budget_minutes and time.perf_counter() - t0 > 1.2 * 60 * c.time_budget_minutes:
+                c = self._set_steps(self.step, bar)  # the pace fell (or was never measured): end with this step
             if self.step % c.log_every == 0 or self.step == c.steps:
-                rec = {"step": self.step, "loss": sum(running) / len(running), "lr": self.lr_at(self.step - 1),
+                rec = {"step": self.step, "loss": float(torch.stack(running).mean()), "lr": self.lr_at(self.step - 1),
                        "seconds": round(time.perf_counter() - t0, 1),
                        **{k: float(v) for k, v in extra.items()}}
                 running = []
@@ -131,6 +143,21 @@ class TrainRun:
                     with open(self.run_dir / "log.jsonl", "a") as f:
                         f.write(json.dumps({"step": self.step, **on_checkpoint(self.step)}) + "\n")
         bar.close()
+
+    def _fit_budget(self, t0: float, seconds_per_step: float, bar) -> TrainConfig:
+        """Shorten cfg.steps so that the run ends within cfg.time_budget_minutes (checkpoints and
+        evaluations excluded) at the measured pace."""
+        left = self.cfg.time_budget_minutes * 60 - (time.perf_counter() - t0)
+        steps = min(self.cfg.steps, self.step + max(1, int(left / seconds_per_step)))
+        self.accelerator.print(f"{self.name}: {seconds_per_step:.3f} s a step; {steps} steps fit the "
+                               f"{self.cfg.time_budget_minutes} min budget")
+        return self._set_steps(steps, bar)
+
+    def _set_steps(self, steps: int, bar) -> TrainConfig:
+        self.cfg = dataclasses.replace(self.cfg, steps=steps)
+        bar.total = steps
+        (self.run_dir / "train_config.json").write_text(json.dumps(asdict(self.cfg), indent=2))
+        return self.cfg
 
     def _save(self) -> None:
         acc = self.accelerator
