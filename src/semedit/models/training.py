@@ -36,8 +36,10 @@ class TrainConfig:
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 50
-    # Wall-clock budget (minutes, None = none): once the pace is known (mid warm-up) the run shortens
-    # `steps` so that it ends inside the budget, and the cosine schedule follows; the log records the steps.
+    # Wall-clock budget (minutes, None = none): once the pace is known (timed over warm-up steps
+    # warmup/4 .. warmup/2 of this invocation) the run shortens `steps` so that it ends inside the budget,
+    # and the cosine schedule follows (a resumed run follows the requested `steps` until then); the
+    # run's train_config.json records the steps. Past 1.2x the budget a run ends at once.
     time_budget_minutes: float | None = None
 
 
