@@ -719,7 +719,8 @@ def vae(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget):
     from .models.train_vae import VAE_TRAIN, train_vae
 
     out = out or TOON64_DIR / "vae"
-    report = train_vae(cache, run_dir, out, _train_config(VAE_TRAIN, steps, batch_size, lr, seed, time_budget), resume=not fresh)
+    report = train_vae(cache, run_dir, out, _train_config(VAE_TRAIN, steps, batch_size, lr, seed, time_budget),
+                       resume=not fresh)
     _report("vae", report, out)
 
 
@@ -749,8 +750,8 @@ def _init_from_option(what: str):
 @click.option("--every-value-negatives", is_flag=True,
               help="A hard-negative image meets the captions of every other value of the changed attribute, "
                    "not one random other value.")
-def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, tokenizer_dir, text_encoder, text_attribute_weight,
-         image_attribute_weight, init_from, freeze_text_tower, every_value_negatives):
+def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, tokenizer_dir, text_encoder,
+         text_attribute_weight, image_attribute_weight, init_from, freeze_text_tower, every_value_negatives):
     """Train the small CLIP (text + vision towers, contrastive); measures zero-shot accuracy and retrieval."""
     from .models.toon64 import TOON64_DIR
     from .models.train_clip import CLIP_TRAIN, TEXT_ATTRIBUTE_WEIGHT, train_clip
@@ -787,8 +788,9 @@ def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, i
     from .models.train_unet import UNET_TRAIN, train_unet
 
     out = out or TOON64_DIR / "unet"
-    report = train_unet(cache, TOON64_DIR, run_dir, out, _train_config(UNET_TRAIN, steps, batch_size, lr, seed, time_budget),
-                        resume=not fresh, init_from=init_from, text_encoder_dir=text_encoder_dir)
+    report = train_unet(cache, TOON64_DIR, run_dir, out,
+                        _train_config(UNET_TRAIN, steps, batch_size, lr, seed, time_budget), resume=not fresh,
+                        init_from=init_from, text_encoder_dir=text_encoder_dir)
     write_family_index()
     _report("unet", report, out)
 
@@ -800,7 +802,8 @@ def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, i
 @_text_encoder_option()
 @click.option("--unet", "unet_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="The frozen U-Net to steer (default: the family's).")
-def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, init_from, text_encoder_dir, unet_dir):
+def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, init_from, text_encoder_dir,
+               unet_dir):
     """Train a ControlNet for the pose drawing or the scribble map on the frozen U-Net."""
     from .models.toon64 import TOON64_DIR
     from .models.train_controlnet import CONTROLNET_TRAIN, train_controlnet
@@ -809,7 +812,8 @@ def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh, ti
     if run_dir == Path("runs/controlnet"):
         run_dir = Path(f"runs/controlnet-{kind}")
     report = train_controlnet(kind, cache, TOON64_DIR, run_dir, out,
-                              _train_config(CONTROLNET_TRAIN, steps, batch_size, lr, seed, time_budget), resume=not fresh,
+                              _train_config(CONTROLNET_TRAIN, steps, batch_size, lr, seed, time_budget),
+                              resume=not fresh,
                               init_from=init_from, text_encoder_dir=text_encoder_dir, unet_dir=unet_dir)
     _report(f"controlnet-{kind}", report, out)
 
@@ -823,7 +827,8 @@ def evaluator(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budg
 
     out = out or TOON64_DIR / "evaluator"
     report = train_evaluator(cache, TOON64_DIR / "vae", run_dir, out,
-                             _train_config(EVALUATOR_TRAIN, steps, batch_size, lr, seed, time_budget), resume=not fresh)
+                             _train_config(EVALUATOR_TRAIN, steps, batch_size, lr, seed, time_budget),
+                             resume=not fresh)
     _report("evaluator", report, out)
 
 
