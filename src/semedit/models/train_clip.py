@@ -194,7 +194,7 @@ def image_features(model, pixel_values) -> torch.Tensor:
 
 @torch.no_grad()
 def image_embeddings(model, images: np.ndarray, batch: int = 250) -> torch.Tensor:
-    """`image_features` of uint8 N x 64 x 64 x 3 images, `batch` at a time on the model's device (returned on the CPU)."""
+    """`image_features` of uint8 N x 64 x 64 x 3 images, `batch` at a time on the model's device (result on the CPU)."""
     dev = model.device
     return torch.cat([image_features(model, to_tensor(images[i:i + batch]).to(dev)).cpu()
                       for i in range(0, len(images), batch)])
