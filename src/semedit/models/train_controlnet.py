@@ -11,7 +11,7 @@ import torch
 from .data import RenderCache
 from .toon64 import CONTROLNET_CONDITIONING_CHANNELS, SCHEDULER_CONFIG
 from .train_clip import training_caption
-from .train_unet import diffusion_loss, encode_text, latents_cache, latents_path, load_text_encoder, noised
+from .train_unet import diffusion_loss, encode_text, latents_cache, load_text_encoder, noised
 from .training import TrainConfig, TrainRun
 
 CONTROLNET_TRAIN = TrainConfig(steps=2000, batch_size=32, lr=3e-4, warmup=100, checkpoint_every=500, seed=0)
@@ -39,7 +39,7 @@ def train_controlnet(kind: str, cache_dir: str | Path, family_dir: str | Path, r
     """Train a ControlNet from the U-Net's encoder, or go on from the weights in `init_from` (a fresh
     optimizer); the frozen text encoder and U-Net are the family's unless `text_encoder_dir` /
     `unet_dir` name others (a candidate family trained on a new text tower)."""
-    from diffusers import AutoencoderKL, ControlNetModel, DDPMScheduler, UNet2DConditionModel
+    from diffusers import ControlNetModel, DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTokenizer
 
     if kind not in CONTROL_KINDS:
@@ -47,12 +47,10 @@ def train_controlnet(kind: str, cache_dir: str | Path, family_dir: str | Path, r
     family_dir, run_dir = Path(family_dir), Path(run_dir)
     tokenizer = CLIPTokenizer.from_pretrained(family_dir / "tokenizer")
     text_encoder = load_text_encoder(text_encoder_dir or family_dir / "text_encoder")
-    vae = AutoencoderKL.from_pretrained(family_dir / "vae", torch_dtype=torch.float32)
     unet = UNet2DConditionModel.from_pretrained(unet_dir or family_dir / "unet", torch_dtype=torch.float32)
     unet.eval()
     unet.requires_grad_(False)
     train = RenderCache(Path(cache_dir) / "train")
-    z = latents_cache(vae, train.arrays["image"], latents_path(cache_dir, "train", family_dir / "vae"))
     maps = train.arrays[kind]
     scheduler = DDPMScheduler.from_config(SCHEDULER_CONFIG)
     torch.manual_seed(cfg.seed)
@@ -63,6 +61,7 @@ def train_controlnet(kind: str, cache_dir: str | Path, family_dir: str | Path, r
     run = TrainRun(run_dir, cfg, controlnet, f"controlnet-{kind}", resume=resume)
     unet.to(run.device)
     text_encoder.to(run.device)
+    z = latents_cache(cache_dir, "train", train.arrays["image"], family_dir / "vae", run.device)
     alphas = scheduler.alphas_cumprod
 
     def loss_fn(step, g):

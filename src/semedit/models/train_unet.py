@@ -46,13 +46,18 @@ def latents_path(cache_dir, name: str, vae_dir: Path) -> Path:
     return Path(cache_dir) / "latents" / f"{name}_{weights_tag(vae_dir)}.safetensors"
 
 
-def latents_cache(vae, images: np.ndarray, path: Path) -> torch.Tensor:
+def latents_cache(cache_dir, name: str, images: np.ndarray, vae_dir: Path, device="cpu") -> torch.Tensor:
+    """The scaled latents of render cache `name` (on the CPU): read from `latents_path`, or encoded
+    once by the VAE in `vae_dir` on `device` (the training device) and written there."""
+    from diffusers import AutoencoderKL
     from safetensors.torch import load_file, save_file
 
+    path = latents_path(cache_dir, name, vae_dir)
     if path.exists():
         z = load_file(path)["latents"]
         if len(z) == len(images):
             return z
+    vae = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=torch.float32).to(device)
     z = encode_latents(vae, images)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file({"latents": z.contiguous()}, path)
@@ -95,13 +100,12 @@ def train_unet(cache_dir: str | Path, family_dir: str | Path, run_dir: str | Pat
                init_from: str | Path | None = None, text_encoder_dir: str | Path | None = None) -> dict:
     """Train the U-Net from scratch, or go on from the weights in `init_from` (a fresh optimizer),
     conditioned on the family's text encoder or the one in `text_encoder_dir` (`load_text_encoder`)."""
-    from diffusers import AutoencoderKL, DDPMScheduler, UNet2DConditionModel
+    from diffusers import DDPMScheduler, UNet2DConditionModel
     from transformers import CLIPTokenizer
 
     family_dir, run_dir = Path(family_dir), Path(run_dir)
     tokenizer = CLIPTokenizer.from_pretrained(family_dir / "tokenizer")
     text_encoder = load_text_encoder(text_encoder_dir or family_dir / "text_encoder")
-    vae = AutoencoderKL.from_pretrained(family_dir / "vae", torch_dtype=torch.float32)
     train, pairs = RenderCache(Path(cache_dir) / "train"), PairCache(Path(cache_dir) / "pairs")
     torch.manual_seed(cfg.seed)
     if init_from is not None:
@@ -109,10 +113,8 @@ def train_unet(cache_dir: str | Path, family_dir: str | Path, run_dir: str | Pat
     else:
         unet = UNet2DConditionModel(**(config or UNET_CONFIG))
     run = TrainRun(run_dir, cfg, unet, "unet", resume=resume)
-    vae.to(run.device)
-    z_single = latents_cache(vae, train.arrays["image"], latents_path(cache_dir, "train", family_dir / "vae"))
-    z_pair = latents_cache(vae, pairs.image, latents_path(cache_dir, "pairs", family_dir / "vae"))
-    del vae
+    z_single = latents_cache(cache_dir, "train", train.arrays["image"], family_dir / "vae", run.device)
+    z_pair = latents_cache(cache_dir, "pairs", pairs.image, family_dir / "vae", run.device)
     scheduler = DDPMScheduler.from_config(SCHEDULER_CONFIG)
     text_encoder.to(run.device)
     alphas = scheduler.alphas_cumprod
