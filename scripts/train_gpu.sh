@@ -21,12 +21,14 @@ stamp() { echo "[$(date +%T)] $*"; }
 # the caches of `semedit train data` (same counts and seeds); the CLIP needs no diptychs, so it starts first
 stamp "rendering train + held-out caches ($workers workers)"
 $py -c "from semedit.models.data import RenderCache as R
-R.build('runs/cache/train', 40000, seed=1, workers=$workers); R.build('runs/cache/heldout', 2000, seed=2, workers=$workers)"
+R.build('runs/cache/train', 40000, seed=1, workers=$workers)
+R.build('runs/cache/heldout', 2000, seed=2, workers=$workers)"
 
 clip_min=$(minutes_left)
 stamp "clip: vision side, $clip_min min"
 $py -m semedit.cli train clip --init-from $family/clip --freeze-text-tower --image-attribute-weight 1 \
-    --every-value-negatives --no-text-encoder --steps 100000 --batch-size "$batch" --lr 2.5e-4 --time-budget "$clip_min" \
+    --every-value-negatives --no-text-encoder --steps 100000 --batch-size "$batch" --lr 2.5e-4 \
+    --time-budget "$clip_min" \
     --run-dir runs/gpu_clip --out "$out/clip_weights" > "$out/clip.log" 2>&1 &
 clip_pid=$!
 
