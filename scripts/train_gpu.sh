@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Continue two toon-64 models side by side on one GPU, each inside a wall-clock budget:
-#   the U-Net (from the committed weights, on the committed text encoder) and the CLIP's vision side
-#   (text tower frozen, so the U-Net and ControlNets stay valid). Renders the caches it lacks first.
+# Continue three toon-64 models side by side on one GPU, each inside a wall-clock budget: the U-Net
+# (from the committed weights, on the committed text encoder), the CLIP's vision side (text tower frozen,
+# so the U-Net and ControlNets stay valid) and the evaluator. Renders the caches it lacks first.
 # Usage: bash scripts/train_gpu.sh OUT_DIR [END_SECONDS]
 # Each model trains for the time left until END_SECONDS after the start (default 540), less 75 s for
-# loading, evaluating and saving (`--time-budget`). Writes OUT_DIR/unet.tar and OUT_DIR/clip.tar
-# (fp16 weights, loss log, train config, report) and the two logs.
+# loading, evaluating and saving (`--time-budget`); run again on the same machine, each resumes from its
+# checkpoint. Writes OUT_DIR/{unet,clip,evaluator}.tar (fp16 weights, loss log, train config, report)
+# and the logs. Learning rates: U_LR, CLIP_LR, EVAL_LR.
 set -u
 out=${1:?usage: bash scripts/train_gpu.sh OUT_DIR [END_SECONDS]}
 end=$(( $(date +%s) + ${2:-540} ))
@@ -17,32 +18,30 @@ workers=${WORKERS:-$(nproc)}
 batch=${BATCH:-256}
 family=src/semedit/models/toon64
 stamp() { echo "[$(date +%T)] $*"; }
+# train PART ARGS...: `semedit train PART ARGS` from the family's weights, in the background, logging to OUT/PART.log
+train() {
+    local part=$1; shift
+    local minutes; minutes=$(minutes_left)
+    stamp "$part: $minutes min"
+    $py -m semedit.cli train "$part" --init-from "$family/$part" --steps 100000 --batch-size "$batch" \
+        --time-budget "$minutes" --run-dir "runs/gpu_$part" --out "$out/${part}_weights" "$@" > "$out/$part.log" 2>&1 &
+    pids="${pids:-} $!"
+}
 
-# the caches of `semedit train data` (same counts and seeds); the CLIP needs no diptychs, so it starts first
+# the caches of `semedit train data` (same counts and seeds); only the U-Net needs the diptychs, so it starts last
 stamp "rendering train + held-out caches ($workers workers)"
 $py -c "from semedit.models.data import RenderCache as R
 R.build('runs/cache/train', 40000, seed=1, workers=$workers)
 R.build('runs/cache/heldout', 2000, seed=2, workers=$workers)"
 
-clip_min=$(minutes_left)
-stamp "clip: vision side, $clip_min min"
-$py -m semedit.cli train clip --init-from $family/clip --freeze-text-tower --image-attribute-weight 1 \
-    --every-value-negatives --no-text-encoder --steps 100000 --batch-size "$batch" --lr 2.5e-4 \
-    --time-budget "$clip_min" \
-    --run-dir runs/gpu_clip --out "$out/clip_weights" > "$out/clip.log" 2>&1 &
-clip_pid=$!
-
+train clip --freeze-text-tower --image-attribute-weight 1 --every-value-negatives --no-text-encoder --lr "${CLIP_LR:-1.5e-4}"
+train evaluator --lr "${EVAL_LR:-1e-3}" --seed 4
 stamp "rendering diptych cache"
 $py -c "from semedit.models.data import PairCache; PairCache.build('runs/cache/pairs', 10000, seed=3, workers=$workers)"
-unet_min=$(minutes_left)
-stamp "unet: $unet_min min"
-$py -m semedit.cli train unet --init-from $family/unet --steps 100000 --batch-size "$batch" --lr 3e-4 \
-    --time-budget "$unet_min" --seed 3 --run-dir runs/gpu_unet --out "$out/unet_weights" > "$out/unet.log" 2>&1
-stamp "unet exited with $?"
-wait $clip_pid
-stamp "clip exited with $?"
+train unet --lr "${U_LR:-2e-4}" --seed 4
+for pid in $pids; do wait "$pid"; stamp "pid $pid exited with $?"; done
 
-for m in unet clip; do
+for m in unet clip evaluator; do
     cp runs/gpu_$m/log.jsonl runs/gpu_$m/train_config.json runs/gpu_$m/report.json "$out/${m}_weights/" 2>/dev/null
     tar cf "$out/$m.tar" -C "$out" "${m}_weights" && rm -rf "${out:?}/${m}_weights"
 done

@@ -95,7 +95,8 @@ def test_training_resumes_exactly(tiny_cache, tmp_path):
 def test_time_budget_shortens_the_run_to_the_measured_pace(tmp_path):
     """A 0.05 s step under a 0.02-minute (1.2 s) budget: the run sets its steps once the pace is known
     (timed over steps 2-4 of an 8-step warm-up) and ends there, with the schedule and the saved config
-    following; a run whose pace is never measured stops at 1.2x the budget."""
+    following; a resumed run fits its new budget at once to the recorded pace; a run whose pace is never
+    measured stops at 1.2x the budget."""
     from semedit.models.training import TrainRun
 
     def loss_fn(step, g):
@@ -111,6 +112,12 @@ def test_time_budget_shortens_the_run_to_the_measured_pace(tmp_path):
     assert json.loads((tmp_path / "a" / "checkpoint" / "state.json").read_text())["step"] == run.step
     assert run.lr_at(run.step - 1) == pytest.approx(cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (
         1 + np.cos(np.pi * (run.step - 1 - cfg.warmup) / (run.step - cfg.warmup)))))  # cosine ends with the run
+    assert json.loads((tmp_path / "a" / "checkpoint" / "state.json").read_text())["seconds_per_step"] >= 0.05
+    # resumed with a new budget: the recorded pace fits the schedule from its first step (not the 10,000-step one)
+    lrs, first_run_steps = [], run.step
+    resumed = TrainRun(tmp_path / "a", cfg, module, "tiny")
+    resumed.run(lambda step, g: (lrs.append(resumed.opt.param_groups[0]["lr"]), loss_fn(step, g))[1])
+    assert lrs[0] < 0.9 * cfg.lr and 2 * first_run_steps - 10 <= resumed.step <= 2 * first_run_steps + 10
     slow = TrainRun(tmp_path / "b", TrainConfig(steps=10_000, warmup=1000, time_budget_minutes=0.01), module, "slow")
     slow.run(loss_fn)  # pace would be timed at steps 250-500: the 0.72 s cut-off ends it first
     assert 10 <= slow.step <= 20
@@ -212,7 +219,7 @@ def test_clip_training_runs_and_measures(tiny_cache, tmp_path):
         assert torch.equal(text(ids)[0], clip.text_model(ids)[0])
 
 
-def test_evaluator_training_sees_every_image_reconstructed_and_resumes(tiny_cache, tmp_path):
+def test_evaluator_training_sees_every_image_reconstructed_resumes_and_goes_on(tiny_cache, tmp_path):
     from semedit.models.toon64 import TOON64_DIR
     from semedit.models.train_evaluator import train_evaluator
     from semedit.world import CATEGORICAL
@@ -230,6 +237,15 @@ def test_evaluator_training_sees_every_image_reconstructed_and_resumes(tiny_cach
         assert "costume" in report[judged]["accuracy"] and set(report[judged]["accuracy"]) <= set(CATEGORICAL)
         assert all(0 <= v <= 1 for v in report[judged]["accuracy"].values())
     assert (tmp_path / "out" / "diffusion_pytorch_model.safetensors").exists()
+    # --init-from goes on from given weights: one tiny step leaves the committed evaluator as it was
+    from semedit.models.evaluator import ToonEvaluator
+
+    cfg3 = TrainConfig(steps=1, batch_size=4, lr=1e-7, warmup=1, checkpoint_every=1, log_every=1, seed=0)
+    train_evaluator(tiny_cache, TOON64_DIR / "vae", tmp_path / "run_init", tmp_path / "out_init", cfg3, eval_n=4,
+                    init_from=TOON64_DIR / "evaluator")
+    went_on, committed = (ToonEvaluator.from_pretrained(d).state_dict()
+                          for d in (tmp_path / "out_init", TOON64_DIR / "evaluator"))
+    assert all(torch.allclose(went_on[k].float(), committed[k].float(), atol=1e-3) for k in committed)
 
 
 @pytest.mark.parametrize("pooling", ["mean", "attention"])

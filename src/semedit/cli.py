@@ -820,7 +820,8 @@ def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh, ti
 
 @train.command()
 @_train_options("evaluator")
-def evaluator(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget):
+@_init_from_option("evaluator")
+def evaluator(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, init_from):
     """Train the attribute evaluator (the benchmark's judge) on renders and VAE reconstructions."""
     from .models.toon64 import TOON64_DIR
     from .models.train_evaluator import EVALUATOR_TRAIN, train_evaluator
@@ -828,7 +829,7 @@ def evaluator(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budg
     out = out or TOON64_DIR / "evaluator"
     report = train_evaluator(cache, TOON64_DIR / "vae", run_dir, out,
                              _train_config(EVALUATOR_TRAIN, steps, batch_size, lr, seed, time_budget),
-                             resume=not fresh)
+                             resume=not fresh, init_from=init_from)
     _report("evaluator", report, out)
 
 

@@ -40,19 +40,22 @@ def evaluate(model: ToonEvaluator, images: np.ndarray, records, seg: np.ndarray)
 
 def train_evaluator(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | Path, out_dir: str | Path,
                     cfg: TrainConfig = EVALUATOR_TRAIN, resume: bool = True, eval_n: int = 2000,
-                    pooling: str = EVALUATOR_POOLING) -> dict:
+                    pooling: str = EVALUATOR_POOLING, init_from: str | Path | None = None) -> dict:
+    """Train the evaluator from scratch, or go on from the one in `init_from` (a fresh optimizer; its
+    pooling is kept)."""
     from diffusers import AutoencoderKL
 
     run_dir = Path(run_dir)
-    vae = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=torch.float32)
     train, heldout = RenderCache(Path(cache_dir) / "train"), RenderCache(Path(cache_dir) / "heldout")
     renders = train.arrays["image"]
+    torch.manual_seed(cfg.seed)
+    model = (ToonEvaluator.from_pretrained(init_from, torch_dtype=torch.float32) if init_from is not None
+             else ToonEvaluator(pooling=pooling))
+    run = TrainRun(run_dir, cfg, model, "evaluator", resume=resume)
+    vae = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=torch.float32).to(run.device)
     # Every training image is also seen as its VAE reconstruction (a round trip costs ~0.05 s a CPU core):
     # with only the first 8,000 the evaluator memorised them (eye colour 99% on those, 81% on unseen ones).
     recons = reconstructions(vae, renders, run_dir / f"recon_train_{weights_tag(Path(vae_dir))}.npy")
-    torch.manual_seed(cfg.seed)
-    model = ToonEvaluator(pooling=pooling)
-    run = TrainRun(run_dir, cfg, model, "evaluator", resume=resume)
 
     def loss_fn(step, g):
         idx = np.sort(torch.randint(len(train), (cfg.batch_size,), generator=g).numpy())

@@ -38,8 +38,9 @@ class TrainConfig:
     log_every: int = 50
     # Wall-clock budget (minutes, None = none): once the pace is known (timed over warm-up steps
     # warmup/4 .. warmup/2 of this invocation) the run shortens `steps` so that it ends inside the budget,
-    # and the cosine schedule follows (a resumed run follows the requested `steps` until then); the
-    # run's train_config.json records the steps. Past 1.2x the budget a run ends at once.
+    # and the cosine schedule follows (a resumed run fits at once to the pace its checkpoint recorded, then
+    # to the one it measures); the run's train_config.json records the steps. Past 1.2x the budget a run
+    # ends at once.
     time_budget_minutes: float | None = None
 
 
@@ -62,7 +63,7 @@ class TrainRun:
         opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.module, self.opt = self.accelerator.prepare(module, opt)
         self.ema = copy.deepcopy(module).requires_grad_(False) if cfg.ema_decay else None
-        self.step = 0
+        self.step, self.seconds_per_step = 0, None
         ckpt = self.run_dir / "checkpoint"
         if resume and (ckpt / "state.json").exists():
             self._load(ckpt)
@@ -103,6 +104,8 @@ class TrainRun:
         bar = tqdm(total=c.steps, initial=self.step, desc=f"train {self.name}", disable=not acc.is_main_process)
         t0, running = time.perf_counter(), []
         pace_from = (self.step + max(1, c.warmup // 4), self.step + max(2, c.warmup // 2))  # steps timed for the budget
+        if c.time_budget_minutes and self.seconds_per_step:  # resumed: the pace of the last run until this one's is known
+            c = self._fit_budget(t0, self.seconds_per_step, bar)
         while self.step < c.steps:
             if c.time_budget_minutes and self.step in pace_from:
                 if self.step == pace_from[0]:
@@ -149,6 +152,7 @@ class TrainRun:
     def _fit_budget(self, t0: float, seconds_per_step: float, bar) -> TrainConfig:
         """Shorten cfg.steps so that the run ends within cfg.time_budget_minutes (checkpoints and
         evaluations excluded) at the measured pace."""
+        self.seconds_per_step = seconds_per_step
         left = self.cfg.time_budget_minutes * 60 - (time.perf_counter() - t0)
         steps = min(self.cfg.steps, self.step + max(1, int(left / seconds_per_step)))
         self.accelerator.print(f"{self.name}: {seconds_per_step:.3f} s a step; {steps} steps fit the "
@@ -173,7 +177,8 @@ class TrainRun:
         if self.ema is not None:
             save_file(_state(self.ema), tmp / "ema.safetensors")
         torch.save(self.opt.state_dict(), tmp / "optimizer.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": self.step, "name": self.name}))
+        (tmp / "state.json").write_text(json.dumps({"step": self.step, "name": self.name,
+                                                   "seconds_per_step": self.seconds_per_step}))
         shutil.rmtree(final, ignore_errors=True)
         tmp.rename(final)
 
@@ -183,5 +188,6 @@ class TrainRun:
             ema_path = ckpt / "ema.safetensors"
             self.ema.load_state_dict(load_file(ema_path) if ema_path.exists() else _state(self.unwrapped()))
         self.opt.load_state_dict(torch.load(ckpt / "optimizer.pt", weights_only=True))
-        self.step = json.loads((ckpt / "state.json").read_text())["step"]
+        state = json.loads((ckpt / "state.json").read_text())
+        self.step, self.seconds_per_step = state["step"], state.get("seconds_per_step")
         self.accelerator.print(f"resumed {self.name} from {ckpt} at step {self.step}")
