@@ -54,6 +54,7 @@ def main():
           "| best tau (IoU) | U-Net evals | s / mask |")
     print("|---|---|---|---|---|---|---|---|")
     chosen = [list(VARIANTS)[int(i)] for i in args.variants.split(",")]
+    curves = []
     for name, fields in ((k, VARIANTS[k]) for k in chosen):
         cfg = make_config("ito", **fields)
         rows = []
@@ -76,6 +77,8 @@ def main():
         best = int(np.argmax(ious))
         print(f"| {name} | {a[0]:.2f} | {a[1]:.2f} | {a[2]:.2f} | {ious[0]:.2f} | {taus[best]:.1f} ({ious[best]:.2f}) "
               f"| {a[3]:.0f} | {a[4]:.1f} |", flush=True)
+        curves.append(f"{name}: IoU by tau " + ", ".join(f"{tau:.1f}: {v:.3f}" for tau, v in zip(taus, ious)))
+    print("\n".join(["", *curves]))
 
 
 if __name__ == "__main__":
