@@ -116,7 +116,12 @@ def test_time_budget_shortens_the_run_to_the_measured_pace(tmp_path):
     # resumed with a new budget: the recorded pace fits the schedule from its first step (not the 10,000-step one)
     lrs, first_run_steps = [], run.step
     resumed = TrainRun(tmp_path / "a", cfg, module, "tiny")
-    resumed.run(lambda step, g: (lrs.append(resumed.opt.param_groups[0]["lr"]), loss_fn(step, g))[1])
+
+    def recording_loss_fn(step, g):
+        lrs.append(resumed.opt.param_groups[0]["lr"])
+        return loss_fn(step, g)
+
+    resumed.run(recording_loss_fn)
     assert lrs[0] < 0.9 * cfg.lr and 2 * first_run_steps - 10 <= resumed.step <= 2 * first_run_steps + 10
     slow = TrainRun(tmp_path / "b", TrainConfig(steps=10_000, warmup=1000, time_budget_minutes=0.01), module, "slow")
     slow.run(loss_fn)  # pace would be timed at steps 250-500: the 0.72 s cut-off ends it first
@@ -220,6 +225,7 @@ def test_clip_training_runs_and_measures(tiny_cache, tmp_path):
 
 
 def test_evaluator_training_sees_every_image_reconstructed_resumes_and_goes_on(tiny_cache, tmp_path):
+    from semedit.models.evaluator import ToonEvaluator
     from semedit.models.toon64 import TOON64_DIR
     from semedit.models.train_evaluator import train_evaluator
     from semedit.world import CATEGORICAL
@@ -238,8 +244,6 @@ def test_evaluator_training_sees_every_image_reconstructed_resumes_and_goes_on(t
         assert all(0 <= v <= 1 for v in report[judged]["accuracy"].values())
     assert (tmp_path / "out" / "diffusion_pytorch_model.safetensors").exists()
     # --init-from goes on from given weights: one tiny step leaves the committed evaluator as it was
-    from semedit.models.evaluator import ToonEvaluator
-
     cfg3 = TrainConfig(steps=1, batch_size=4, lr=1e-7, warmup=1, checkpoint_every=1, log_every=1, seed=0)
     train_evaluator(tiny_cache, TOON64_DIR / "vae", tmp_path / "run_init", tmp_path / "out_init", cfg3, eval_n=4,
                     init_from=TOON64_DIR / "evaluator")
