@@ -249,16 +249,51 @@ def test_evaluator_training_sees_every_image_reconstructed_resumes_and_goes_on(t
                     init_from=TOON64_DIR / "evaluator")
     went_on, committed = (ToonEvaluator.from_pretrained(d).state_dict()
                           for d in (tmp_path / "out_init", TOON64_DIR / "evaluator"))
-    assert all(torch.allclose(went_on[k].float(), committed[k].float(), atol=1e-3) for k in committed)
+    # (it gets a face branch, which takes the face attributes' heads and attention maps from the trunk)
+    trunk = [k for k in went_on if not k.startswith(("face_", "attend."))]
+    assert len(trunk) > 20 and all(torch.allclose(went_on[k].float(), committed[k].float(), atol=1e-3) for k in trunk)
+    assert any(k.startswith("face_") for k in went_on) and "heads.expression.weight" not in went_on
+    # face_only: a real step moves the face branch and leaves every other weight exactly as it was
+    cfg4 = TrainConfig(steps=1, batch_size=4, lr=1e-2, warmup=1, checkpoint_every=1, log_every=1, seed=0)
+    train_evaluator(tiny_cache, TOON64_DIR / "vae", tmp_path / "run_face", tmp_path / "out_face", cfg4, eval_n=4,
+                    init_from=TOON64_DIR / "evaluator", face_only=True)
+    face = ToonEvaluator.from_pretrained(tmp_path / "out_face").state_dict()
+    assert all(torch.equal(face[k], committed[k]) for k in trunk)
+    assert any(not torch.equal(face[k], went_on[k]) for k in face if k.startswith("face_"))
 
 
-@pytest.mark.parametrize("pooling", ["mean", "attention"])
-def test_evaluator_heads_and_round_trip(tmp_path, pooling):
+def test_face_crop_aligns_the_face_at_its_pose():
+    """The face branch reads the face upright and at one size wherever the head sits and however it tilts."""
+    from semedit.models.evaluator import ToonEvaluator
+    from semedit.models.train_evaluator import with_face_branch
+    from semedit.world import ToonRecord, render
+
+    torch.manual_seed(0)
+    ev = ToonEvaluator(channels=(8, 16, 16), face_attributes=("expression", "gaze"))
+    base = ToonRecord(presentation="man", expression="smiling", mouth="closed", background="plain")
+    moved = base.replace(head_x=3.5, head_y=-2.0, head_tilt=10.0, head_scale=1.08)
+    x = torch.from_numpy(np.stack([render(r).image for r in (base, moved)])).permute(0, 3, 1, 2).float() / 127.5 - 1
+    pose = ev.targets([base, moved])["pose"]
+    crops = ev.face_crop(x, pose)
+    assert crops.shape == (2, 3, 48, 48)
+    aligned = (crops[0] - crops[1]).abs().mean()
+    at_the_wrong_pose = (crops[0] - ev.face_crop(x[1:], pose[:1])[0]).abs().mean()
+    assert aligned < 0.1 and aligned < at_the_wrong_pose / 4, (aligned, at_the_wrong_pose)
+    # a trunk given a face branch predicts everything else exactly as before
+    trunk = ToonEvaluator(channels=(8, 16, 16), pooling="attention")
+    with torch.no_grad():
+        a, b = trunk(x), with_face_branch(trunk, ("expression", "gaze"))(x)
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a if k not in ("expression", "gaze"))
+    assert not torch.equal(a["expression"], b["expression"])
+
+
+@pytest.mark.parametrize("pooling,face", [("mean", ()), ("attention", ()), ("attention", ("expression", "gaze"))])
+def test_evaluator_heads_and_round_trip(tmp_path, pooling, face):
     from semedit.models.evaluator import ToonEvaluator, segmentation_accuracy
     from semedit.world import SEG_CLASSES, render, sample_record
 
     torch.manual_seed(0)
-    ev = ToonEvaluator(channels=(8, 16, 16), pooling=pooling)
+    ev = ToonEvaluator(channels=(8, 16, 16), pooling=pooling, face_attributes=face)
     recs = [sample_record(i) for i in range(3)]
     renders = [render(r) for r in recs]
     images = np.stack([r.image for r in renders])

@@ -821,15 +821,22 @@ def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh, ti
 @train.command()
 @_train_options("evaluator")
 @_init_from_option("evaluator")
-def evaluator(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, init_from):
+@click.option("--face-branch/--no-face-branch", default=True, show_default=True,
+              help="Read the face attributes again from an aligned, enlarged face crop (added to an "
+                   "--init-from model that has none).")
+@click.option("--face-only", is_flag=True, help="Train the face branch alone (the rest stays as it is).")
+def evaluator(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, init_from, face_branch,
+              face_only):
     """Train the attribute evaluator (the benchmark's judge) on renders and VAE reconstructions."""
+    from .models.evaluator import FACE_ATTRIBUTES
     from .models.toon64 import TOON64_DIR
     from .models.train_evaluator import EVALUATOR_TRAIN, train_evaluator
 
     out = out or TOON64_DIR / "evaluator"
     report = train_evaluator(cache, TOON64_DIR / "vae", run_dir, out,
                              _train_config(EVALUATOR_TRAIN, steps, batch_size, lr, seed, time_budget),
-                             resume=not fresh, init_from=init_from)
+                             resume=not fresh, init_from=init_from,
+                             face_attributes=FACE_ATTRIBUTES if face_branch else (), face_only=face_only)
     _report("evaluator", report, out)
 
 

@@ -15,8 +15,11 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
 from ..world import CATEGORICAL, POSE_RANGES, SEG_CLASSES, ToonRecord, observable
+from ..world.render import HEAD_CENTRE, HEAD_RADIUS
 
 POSE_KEYS = ("head_x", "head_y", "head_scale", "head_tilt")
+# the face details the trunk reads worst (a few pixels each), read from an aligned face crop instead
+FACE_ATTRIBUTES = ("expression", "eye_colour", "face_shape")
 
 
 def _block(cin, cout, stride):
@@ -28,7 +31,8 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, channels: tuple[int, ...] = (24, 48, 96, 192), attributes: dict | None = None,
                  pose_keys: tuple[str, ...] = POSE_KEYS, seg_classes: int = len(SEG_CLASSES), seg_width: int = 48,
-                 pooling: str = "mean"):
+                 pooling: str = "mean", face_attributes: tuple[str, ...] = (), face_size: int = 48,
+                 face_extent: float = 1.25, face_channels: tuple[int, ...] = (32, 64, 128)):
         super().__init__()
         attributes = attributes or {k: list(v) for k, v in CATEGORICAL.items()}
         self.register_to_config(attributes=attributes)  # the class order is part of the saved model
@@ -39,18 +43,31 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
             layers.append(_block(cin, c, 2))
             cin = c
         self.features = nn.Sequential(*layers)
-        self.heads = nn.ModuleDict({k: nn.Linear(cin, len(v)) for k, v in attributes.items()})
+        trunk_attributes = [k for k in attributes if k not in face_attributes]
+        self.heads = nn.ModuleDict({k: nn.Linear(cin, len(attributes[k])) for k in trunk_attributes})
         self.pose = nn.Linear(cin, len(pose_keys))
         if pooling not in ("mean", "attention"):
             raise ValueError(f"pooling must be 'mean' or 'attention', not {pooling!r}")
         # "attention": each head pools the last feature map with its own spatial softmax, so a
         # face detail of a few pixels (expression, gaze) is not averaged away over the whole canvas
         # (the head pose keeps the mean: where the head is must not depend on where a head looks)
-        self.attend = nn.Conv2d(cin, len(attributes), 1) if pooling == "attention" else None
+        self.attend = nn.Conv2d(cin, len(trunk_attributes), 1) if pooling == "attention" else None
         # per-pixel classes from the full-resolution stem and the upsampled first stage; a 1x1 mix
         # first keeps the full-resolution head cheap on a CPU
         self.seg = nn.Sequential(nn.Conv2d(channels[0] + channels[1], seg_width, 1), nn.SiLU(),
                                  nn.Conv2d(seg_width, seg_classes, 3, 1, 1))
+        # A face branch reads the face attributes: the face cut out at the predicted head pose,
+        # de-rotated and enlarged (face_size px for +-face_extent head radii), read by its own CNN.
+        # A closed mouth is a line or an arc a few pixels apart wherever the head sits and however
+        # it tilts; aligned, the difference is always in the same place.
+        if face_attributes:
+            layers, cin_f = [nn.Sequential(nn.Conv2d(3, face_channels[0], 3, 1, 1), nn.SiLU())], face_channels[0]
+            for c in face_channels[1:]:
+                layers.append(_block(cin_f, c, 2))
+                cin_f = c
+            self.face_features = nn.Sequential(*layers)
+            self.face_attend = nn.Conv2d(cin_f, len(face_attributes), 1)
+            self.face_heads = nn.ModuleDict({k: nn.Linear(cin_f, len(attributes[k])) for k in face_attributes})
 
     def _run(self, images: torch.Tensor, with_seg: bool):
         x, skips = images, []
@@ -80,7 +97,33 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
         out = {k: self.heads[k](pooled[i]) for i, k in enumerate(sorted(self.heads))}
         out["pose"] = self.pose(mean)
         out["seg"] = seg
+        if self.config.face_attributes:
+            crop = self.face_crop(images, out["pose"].detach())
+            f = self.face_features(crop)
+            w = self.face_attend(f).flatten(2).softmax(-1)
+            pooled = torch.einsum("nkp,ncp->knc", w, f.flatten(2)).unbind(0)
+            for i, k in enumerate(sorted(self.face_heads)):
+                out[k] = self.face_heads[k](pooled[i])
         return out
+
+    def face_crop(self, images: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+        """The face at `pose` (normalised, as the pose head predicts it), resampled upright: the
+        head frame's (u, v) in [-face_extent, face_extent]^2 (world/render.py `head_frame`), u to
+        the right and v down, face_size px square."""
+        keys = self.config.pose_keys
+        p = {k: _denorm(k, pose[:, keys.index(k)]) for k in ("head_x", "head_y", "head_scale", "head_tilt")}
+        n, _, height, width = images.shape
+        t = torch.deg2rad(p["head_tilt"])
+        # canvas (x, y) = centre + unit * R(tilt) (u, v); grid_sample wants x / (W / 2) - 1 (64 px canvas)
+        r = HEAD_RADIUS * p["head_scale"] * self.config.face_extent
+        sx, sy = r / (width / 2), r / (height / 2)
+        theta = torch.stack([
+            torch.stack([sx * torch.cos(t), -sx * torch.sin(t), (HEAD_CENTRE[0] + p["head_x"]) / (width / 2) - 1], -1),
+            torch.stack([sy * torch.sin(t), sy * torch.cos(t), (HEAD_CENTRE[1] + p["head_y"]) / (height / 2) - 1], -1),
+        ], 1).to(images.dtype)
+        size = self.config.face_size
+        grid = F.affine_grid(theta, (n, images.shape[1], size, size), align_corners=False)
+        return F.grid_sample(images, grid, mode="bilinear", padding_mode="border", align_corners=False)
 
     # --- targets and predictions in world terms -----------------------------------------------
 
@@ -128,6 +171,14 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
         x = _as_tensor(images)
         return torch.cat([self(x[i:i + batch].to(self.device, self.dtype))["seg"].argmax(1).cpu()
                           for i in range(0, len(x), batch)]).numpy().astype(np.uint8)
+
+    @torch.no_grad()
+    def face_crops(self, images) -> np.ndarray:
+        """What the face branch reads: uint8 face crops (N x face_size x face_size x 3) at the predicted pose."""
+        self.eval()
+        x = _as_tensor(images).to(self.device, self.dtype)
+        crops = self.face_crop(x, self(x)["pose"]).float().cpu()
+        return ((crops.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
 
     @torch.no_grad()
     def features_of(self, images, batch: int = 256) -> np.ndarray:

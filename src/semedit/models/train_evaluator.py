@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from .data import RenderCache
-from .evaluator import ToonEvaluator, attribute_accuracy, pose_errors, segmentation_accuracy
+from .evaluator import FACE_ATTRIBUTES, ToonEvaluator, attribute_accuracy, pose_errors, segmentation_accuracy
 from .train_unet import weights_tag
 from .train_vae import reconstruct, to_tensor
 from .training import TrainConfig, TrainRun
@@ -38,11 +38,29 @@ def evaluate(model: ToonEvaluator, images: np.ndarray, records, seg: np.ndarray)
             "segmentation_accuracy": segmentation_accuracy(model.segment(images), seg)}
 
 
+def with_face_branch(model: ToonEvaluator, face_attributes: tuple[str, ...]) -> ToonEvaluator:
+    """`model` with a new (untrained) face branch reading `face_attributes`, if it has none; the
+    trunk keeps its weights for everything else."""
+    if model.config.face_attributes or not face_attributes:
+        return model
+    config = {k: v for k, v in model.config.items() if not k.startswith("_")}  # _use_default_values would undo it
+    new = ToonEvaluator(**{**config, "face_attributes": tuple(face_attributes)})
+    state = {k: v for k, v in model.state_dict().items() if k.split(".")[:2] not in [["heads", a] for a in face_attributes]}
+    if model.attend is not None:  # attention map i belongs to the i-th attribute by name
+        keep = [i for i, k in enumerate(sorted(model.heads)) if k not in face_attributes]
+        state["attend.weight"], state["attend.bias"] = state["attend.weight"][keep], state["attend.bias"][keep]
+    missing, unexpected = new.load_state_dict(state, strict=False)
+    assert not unexpected and all(k.startswith("face_") for k in missing), (missing, unexpected)
+    return new
+
+
 def train_evaluator(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | Path, out_dir: str | Path,
                     cfg: TrainConfig = EVALUATOR_TRAIN, resume: bool = True, eval_n: int = 2000,
-                    pooling: str = EVALUATOR_POOLING, init_from: str | Path | None = None) -> dict:
+                    pooling: str = EVALUATOR_POOLING, init_from: str | Path | None = None,
+                    face_attributes: tuple[str, ...] = FACE_ATTRIBUTES, face_only: bool = False) -> dict:
     """Train the evaluator from scratch, or go on from the one in `init_from` (a fresh optimizer; its
-    pooling is kept)."""
+    pooling is kept, a face branch is added if it has none). `face_only` trains the face branch alone:
+    every other prediction stays exactly the trunk's."""
     from diffusers import AutoencoderKL
 
     run_dir = Path(run_dir)
@@ -51,6 +69,12 @@ def train_evaluator(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | P
     torch.manual_seed(cfg.seed)
     model = (ToonEvaluator.from_pretrained(init_from, torch_dtype=torch.float32) if init_from is not None
              else ToonEvaluator(pooling=pooling))
+    model = with_face_branch(model, face_attributes)
+    if face_only:
+        if not model.config.face_attributes:
+            raise ValueError("face_only needs a face branch: pass face_attributes")
+        for name, p in model.named_parameters():
+            p.requires_grad_(name.startswith("face_"))
     run = TrainRun(run_dir, cfg, model, "evaluator", resume=resume)
     vae = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=torch.float32).to(run.device)
     # Every training image is also seen as its VAE reconstruction (a round trip costs ~0.05 s a CPU core):
@@ -73,7 +97,8 @@ def train_evaluator(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | P
 
     def probe(step):
         ev = evaluate(run.unwrapped(), held_r[:500], held_records[:500], held_seg[:500])
-        return {"min_accuracy_500": min(ev["accuracy"].values()), "seg_accuracy_500": ev["segmentation_accuracy"]}
+        return {"min_accuracy_500": min(ev["accuracy"].values()), "seg_accuracy_500": ev["segmentation_accuracy"],
+                **{f"{k}_500": ev["accuracy"][k] for k in run.unwrapped().config.face_attributes}}
 
     run.run(loss_fn, on_checkpoint=probe)
     model = run.final_module().float().eval()
