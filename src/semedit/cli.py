@@ -822,8 +822,8 @@ def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh, ti
 @_train_options("evaluator")
 @_init_from_option("evaluator")
 @click.option("--face-branch/--no-face-branch", default=True, show_default=True,
-              help="Read the face attributes again from an aligned, enlarged face crop (added to an "
-                   "--init-from model that has none).")
+              help="Read expression, eye colour and face shape from an aligned, enlarged face crop (added "
+                   "to an --init-from model that has none).")
 @click.option("--face-only", is_flag=True, help="Train the face branch alone (the rest stays as it is).")
 def evaluator(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, init_from, face_branch,
               face_only):

@@ -27,6 +27,19 @@ def _block(cin, cout, stride):
                          nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.GroupNorm(8, cout), nn.SiLU())
 
 
+def _cnn(channels) -> nn.Sequential:
+    """A full-resolution stem (gaze and eye colour are a pixel or two), then stride-2 stages."""
+    layers = [nn.Sequential(nn.Conv2d(3, channels[0], 3, 1, 1), nn.SiLU())]
+    layers += [_block(cin, cout, 2) for cin, cout in zip(channels, channels[1:])]
+    return nn.Sequential(*layers)
+
+
+def _attention_pool(attend: nn.Conv2d, x: torch.Tensor) -> list[torch.Tensor]:
+    """x (N x C x H x W) pooled once per output map of `attend`, each with its own spatial softmax."""
+    w = attend(x).flatten(2).softmax(-1)  # N x heads x HW
+    return list(torch.einsum("nkp,ncp->knc", w, x.flatten(2)).unbind(0))
+
+
 class ToonEvaluator(ModelMixin, ConfigMixin):
     @register_to_config
     def __init__(self, channels: tuple[int, ...] = (24, 48, 96, 192), attributes: dict | None = None,
@@ -36,13 +49,8 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
         super().__init__()
         attributes = attributes or {k: list(v) for k, v in CATEGORICAL.items()}
         self.register_to_config(attributes=attributes)  # the class order is part of the saved model
-        # a full-resolution stem (gaze and eye colour are a pixel or two), then stride-2 stages
-        layers = [nn.Sequential(nn.Conv2d(3, channels[0], 3, 1, 1), nn.SiLU())]
-        cin = channels[0]
-        for c in channels[1:]:
-            layers.append(_block(cin, c, 2))
-            cin = c
-        self.features = nn.Sequential(*layers)
+        self.features = _cnn(channels)
+        cin = channels[-1]
         trunk_attributes = [k for k in attributes if k not in face_attributes]
         self.heads = nn.ModuleDict({k: nn.Linear(cin, len(attributes[k])) for k in trunk_attributes})
         self.pose = nn.Linear(cin, len(pose_keys))
@@ -61,13 +69,9 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
         # A closed mouth is a line or an arc a few pixels apart wherever the head sits and however
         # it tilts; aligned, the difference is always in the same place.
         if face_attributes:
-            layers, cin_f = [nn.Sequential(nn.Conv2d(3, face_channels[0], 3, 1, 1), nn.SiLU())], face_channels[0]
-            for c in face_channels[1:]:
-                layers.append(_block(cin_f, c, 2))
-                cin_f = c
-            self.face_features = nn.Sequential(*layers)
-            self.face_attend = nn.Conv2d(cin_f, len(face_attributes), 1)
-            self.face_heads = nn.ModuleDict({k: nn.Linear(cin_f, len(attributes[k])) for k in face_attributes})
+            self.face_features = _cnn(face_channels)
+            self.face_attend = nn.Conv2d(face_channels[-1], len(face_attributes), 1)
+            self.face_heads = nn.ModuleDict({k: nn.Linear(face_channels[-1], len(attributes[k])) for k in face_attributes})
 
     def _run(self, images: torch.Tensor, with_seg: bool):
         x, skips = images, []
@@ -91,17 +95,14 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
         if self.attend is None:
             pooled = [mean] * len(self.heads)
         else:
-            w = self.attend(x).flatten(2).softmax(-1)  # N x heads x HW
-            pooled = torch.einsum("nkp,ncp->knc", w, x.flatten(2)).unbind(0)
+            pooled = _attention_pool(self.attend, x)
         # attention map i belongs to the i-th attribute by name: the saved config's key order is not kept
         out = {k: self.heads[k](pooled[i]) for i, k in enumerate(sorted(self.heads))}
         out["pose"] = self.pose(mean)
         out["seg"] = seg
         if self.config.face_attributes:
-            crop = self.face_crop(images, out["pose"].detach())
-            f = self.face_features(crop)
-            w = self.face_attend(f).flatten(2).softmax(-1)
-            pooled = torch.einsum("nkp,ncp->knc", w, f.flatten(2)).unbind(0)
+            face = self.face_features(self.face_crop(images, out["pose"].detach()))
+            pooled = _attention_pool(self.face_attend, face)
             for i, k in enumerate(sorted(self.face_heads)):
                 out[k] = self.face_heads[k](pooled[i])
         return out

@@ -45,7 +45,7 @@ def with_face_branch(model: ToonEvaluator, face_attributes: tuple[str, ...]) -> 
         return model
     config = {k: v for k, v in model.config.items() if not k.startswith("_")}  # _use_default_values would undo it
     new = ToonEvaluator(**{**config, "face_attributes": tuple(face_attributes)})
-    state = {k: v for k, v in model.state_dict().items() if k.split(".")[:2] not in [["heads", a] for a in face_attributes]}
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith(tuple(f"heads.{a}." for a in face_attributes))}
     if model.attend is not None:  # attention map i belongs to the i-th attribute by name
         keep = [i for i, k in enumerate(sorted(model.heads)) if k not in face_attributes]
         state["attend.weight"], state["attend.bias"] = state["attend.weight"][keep], state["attend.bias"][keep]
