@@ -172,11 +172,12 @@ def main():
         res["renders"]["expression_by_case"] = split
         if evaluator.config.face_attributes:  # renders, reconstructions and what the face branch reads of each
             pick = [i for i, r in enumerate(records) if r.mouth == "closed" and r.skin_tone in ("brown", "dark")][:8]
-            crops = [evaluator.face_crops(x[pick]) for x in (images, rec)]
-            size = crops[0].shape[1]
-            big = [np.asarray(Image.fromarray(im).resize((size, size), Image.NEAREST)) for im in images[pick]]
-            big_rec = [np.asarray(Image.fromarray(im).resize((size, size), Image.NEAREST)) for im in rec[pick]]
-            grid(big + list(crops[0]) + big_rec + list(crops[1]), len(pick)).save(DOCS / "images" / "evaluator_face_crops.png")
+            rows = []
+            for imgs in (images[pick], rec[pick]):
+                crops = evaluator.face_crops(imgs)
+                rows += [np.asarray(Image.fromarray(im).resize(crops.shape[1:3], Image.NEAREST)) for im in imgs]
+                rows += list(crops)
+            grid(rows, len(pick)).save(DOCS / "images" / "evaluator_face_crops.png")
         print("\n### Evaluator: expression on renders by case (held-out)\n"
               + table([(k, f"{v['accuracy']:.1%}", v["n"]) for k, v in split.items()], ("case", "accuracy", "images")))
         results["evaluator"] = res
