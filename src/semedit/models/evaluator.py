@@ -178,7 +178,7 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
         """What the face branch reads: uint8 face crops (N x face_size x face_size x 3) at the predicted pose."""
         self.eval()
         x = _as_tensor(images).to(self.device, self.dtype)
-        crops = self.face_crop(x, self(x)["pose"]).float().cpu()
+        crops = self.face_crop(x, self.pose(self.embed(x))).float().cpu()  # the pose head alone: no full forward
         return ((crops.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
 
     @torch.no_grad()
