@@ -187,7 +187,7 @@ def test_unet_and_controlnet_training_run_on_a_tiny_family(tiny_cache, tmp_path)
     with torch.no_grad():
         assert torch.equal(load_text_encoder(tmp_path / "clip")(ids)[0], clip.text_model(ids)[0])
     report = train_unet(tiny_cache, family, tmp_path / "runs" / "unet", family / "unet", cfg, config=TINY_UNET,
-                        text_encoder_dir=tmp_path / "clip")
+                        text_encoder_dir=tmp_path / "clip", face_loss_weight=4.0)
     assert report["steps"] == 4 and (family / "unet" / "diffusion_pytorch_model.safetensors").exists()
     assert (tmp_path / "runs" / "unet" / "checkpoint" / "ema.safetensors").exists()
     cfg = TrainConfig(steps=2, batch_size=2, lr=1e-3, warmup=1, checkpoint_every=2, log_every=1, seed=0)
@@ -203,6 +203,31 @@ def test_unet_and_controlnet_training_run_on_a_tiny_family(tiny_cache, tmp_path)
     assert again["residual_mean_abs"] == pytest.approx(report["residual_mean_abs"], rel=1e-2)
     with pytest.raises(ValueError, match="kind must be one of"):
         train_controlnet("depth", tiny_cache, family, tmp_path / "x", tmp_path / "y", cfg)
+
+
+def test_face_loss_weights_follow_the_face():
+    from semedit.models.train_unet import diffusion_loss, face_loss_weights
+    from semedit.world import render, sample_record
+    from semedit.world.render import SEG_CLASSES
+
+    seg = render(sample_record(3), 64).seg
+    w = face_loss_weights(seg[None], 16, 5.0)
+    assert w.shape == (1, 1, 16, 16) and w.min() == 1 and w.max() == pytest.approx(6.0)
+    blocks = seg.reshape(16, 4, 16, 4).transpose(0, 2, 1, 3).reshape(16, 16, 16)
+    eyes = (blocks == SEG_CLASSES.index("eyes")).any(-1)
+    background = (blocks == SEG_CLASSES.index("background")).all(-1)
+    assert eyes.any() and (w[0, 0][eyes] > 1).all() and (w[0, 0][background] == 1).all()
+    # uniform weights are the plain loss; an error on the face costs more, one on the background less
+    alphas, t = torch.linspace(0.99, 0.01, 1000), torch.tensor([500])
+    noise = torch.zeros(1, 4, 16, 16)
+    pred = torch.randn(1, 4, 16, 16, generator=torch.Generator().manual_seed(0))
+    assert diffusion_loss(pred, noise, t, alphas, torch.full((1, 1, 16, 16), 3.0)).item() == \
+        pytest.approx(diffusion_loss(pred, noise, t, alphas).item())
+    for where, cheaper in ((eyes, False), (background, True)):
+        err = torch.zeros(1, 4, 16, 16)
+        err[0, :, torch.from_numpy(where)] = 1.0
+        weighted, unweighted = diffusion_loss(err, noise, t, alphas, w), diffusion_loss(err, noise, t, alphas)
+        assert (weighted < unweighted) == cheaper
 
 
 def test_clip_training_runs_and_measures(tiny_cache, tmp_path):

@@ -781,7 +781,11 @@ def _text_encoder_option():
 @_train_options("unet")
 @_init_from_option("U-Net")
 @_text_encoder_option()
-def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, init_from, text_encoder_dir):
+@click.option("--face-loss-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight the loss of single portraits towards the face: each latent pixel by 1 + this x its "
+                   "fraction of skin, eyes, brows, mouth, glasses, beard, tears and nose (0 = plain MSE).")
+def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, init_from, text_encoder_dir,
+         face_loss_weight):
     """Train the text-conditional U-Net (caption dropout, diptychs, EMA) on VAE latents."""
     from .models.backbone import write_family_index
     from .models.toon64 import TOON64_DIR
@@ -790,7 +794,7 @@ def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, i
     out = out or TOON64_DIR / "unet"
     report = train_unet(cache, TOON64_DIR, run_dir, out,
                         _train_config(UNET_TRAIN, steps, batch_size, lr, seed, time_budget), resume=not fresh,
-                        init_from=init_from, text_encoder_dir=text_encoder_dir)
+                        init_from=init_from, text_encoder_dir=text_encoder_dir, face_loss_weight=face_loss_weight)
     write_family_index()
     _report("unet", report, out)
 
