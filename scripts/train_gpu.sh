@@ -6,7 +6,7 @@
 # Each model trains for the time left until END_SECONDS after the start (default 540), less 75 s for
 # loading, evaluating and saving (`--time-budget`); run again on the same machine, each resumes from its
 # checkpoint. Writes OUT_DIR/{unet,clip,evaluator}.tar (fp16 weights, loss log, train config, report)
-# and the logs. Learning rates: U_LR, CLIP_LR, EVAL_LR.
+# and the logs. Learning rates: U_LR, CLIP_LR, EVAL_LR; U_FACE: the U-Net's --face-loss-weight (default 0).
 set -u
 out=${1:?usage: bash scripts/train_gpu.sh OUT_DIR [END_SECONDS]}
 end=$(( $(date +%s) + ${2:-540} ))
@@ -38,7 +38,7 @@ train clip --freeze-text-tower --image-attribute-weight 1 --every-value-negative
 train evaluator --lr "${EVAL_LR:-1e-3}" --seed 4
 stamp "rendering diptych cache"
 $py -c "from semedit.models.data import PairCache; PairCache.build('runs/cache/pairs', 10000, seed=3, workers=$workers)"
-train unet --lr "${U_LR:-2e-4}" --seed 4
+train unet --lr "${U_LR:-2e-4}" --seed 4 --face-loss-weight "${U_FACE:-0}"
 for pid in $pids; do wait "$pid"; stamp "pid $pid exited with $?"; done
 
 for m in unet clip evaluator; do

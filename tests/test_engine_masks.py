@@ -68,7 +68,7 @@ def test_estimate_edit_mask_contrasts_two_conditions_in_one_batch(tiny):
                                            edit_null=nc)
         assert calls == 3 * 3 and torch.allclose(guided, 7.5 * diff, rtol=1e-3, atol=1e-5)
         same, _ = estimate_edit_mask(tiny, z0, s, 4, ca, ca, 3, 7)
-        assert same.abs().max() == 0
+        assert same.abs().max() < 1e-5 < diff.abs().max()  # equal rows of one U-Net batch may differ in the last bits
     with pytest.raises(ValueError, match="null branches"):
         estimate_edit_mask(tiny, z0, s, 4, ca, cb, 3, 7, guidance_scale=2.0)
 
@@ -97,6 +97,6 @@ def test_edit_mask_by_sampling_contrasts_the_last_predictions_of_two_runs(tiny):
             last.append(eps_fn(x, s.timesteps[4]))
         assert torch.allclose(diff, (last[1] - last[0]).abs().mean(1, keepdim=True).mean(0, keepdim=True), atol=1e-5)
         same, _ = estimate_edit_mask_by_sampling(tiny, z0, s, 2, ca, ca, 3, 7)
-        assert same.abs().max() == 0
+        assert same.abs().max() < 1e-5 < diff.abs().max()  # equal rows of one U-Net batch may differ in the last bits
     with pytest.raises(ValueError, match="null branches"):
         estimate_edit_mask_by_sampling(tiny, z0, s, 2, ca, cb, 3, 7, guidance_scale=2.0)
