@@ -252,7 +252,7 @@ def test_clip_training_runs_and_measures(tiny_cache, tmp_path):
 def test_evaluator_training_sees_every_image_reconstructed_resumes_and_goes_on(tiny_cache, tmp_path):
     from semedit.models.evaluator import ToonEvaluator
     from semedit.models.toon64 import TOON64_DIR
-    from semedit.models.train_evaluator import train_evaluator
+    from semedit.models.train_evaluator import FaceAugment, train_evaluator
     from semedit.world import CATEGORICAL
 
     cfg = TrainConfig(steps=1, batch_size=4, lr=1e-3, warmup=1, checkpoint_every=1, log_every=1, seed=0)
@@ -279,7 +279,7 @@ def test_evaluator_training_sees_every_image_reconstructed_resumes_and_goes_on(t
     # face_only: a real step moves the face branch and leaves every other weight exactly as it was
     cfg4 = TrainConfig(steps=1, batch_size=4, lr=1e-2, warmup=1, checkpoint_every=1, log_every=1, seed=0)
     train_evaluator(tiny_cache, TOON64_DIR / "vae", tmp_path / "run_face", tmp_path / "out_face", cfg4, eval_n=4,
-                    init_from=TOON64_DIR / "evaluator", face_only=True)
+                    init_from=TOON64_DIR / "evaluator", face_only=True, face_augment=FaceAugment())
     face = ToonEvaluator.from_pretrained(tmp_path / "out_face").state_dict()
     trunk = [k for k in committed if not k.startswith("face_")]
     assert len(trunk) > 20 and all(torch.equal(face[k], committed[k]) for k in trunk)
@@ -303,6 +303,15 @@ def test_face_crop_aligns_the_face_at_its_pose():
     aligned = (crops[0] - crops[1]).abs().mean()
     at_the_wrong_pose = (crops[0] - ev.face_crop(x[1:], pose[:1])[0]).abs().mean()
     assert aligned < 0.1 and aligned < at_the_wrong_pose / 4, (aligned, at_the_wrong_pose)
+    # training's jitter (px, px, relative scale, degrees) moves the crop exactly as the moved pose does
+    jitter = torch.tensor([[moved.head_x - base.head_x, moved.head_y - base.head_y,
+                            moved.head_scale / base.head_scale - 1, moved.head_tilt - base.head_tilt]])
+    assert torch.allclose(ev.face_crop(x[1:], pose[:1], jitter), ev.face_crop(x[1:], pose[1:]), atol=1e-4)
+    # a mirrored crop changes the face branch's reading of that image only, and nothing the trunk reads
+    with torch.no_grad():
+        plain, mirrored = ev(x), ev(x, face_flip=torch.tensor([True, False]))
+    assert not torch.allclose(plain["expression"][0], mirrored["expression"][0])
+    assert torch.equal(plain["expression"][1], mirrored["expression"][1]) and torch.equal(plain["pose"], mirrored["pose"])
     # a trunk given a face branch predicts everything else exactly as before
     trunk = ToonEvaluator(channels=(8, 16, 16), pooling="attention")
     with torch.no_grad():

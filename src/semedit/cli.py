@@ -829,18 +829,21 @@ def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh, ti
               help="Read expression, eye colour and face shape from an aligned, enlarged face crop (added "
                    "to an --init-from model that has none).")
 @click.option("--face-only", is_flag=True, help="Train the face branch alone (the rest stays as it is).")
+@click.option("--face-augment", is_flag=True,
+              help="Jitter the face crop's pose and mirror half the crops while training (FaceAugment).")
 def evaluator(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, init_from, face_branch,
-              face_only):
+              face_only, face_augment):
     """Train the attribute evaluator (the benchmark's judge) on renders and VAE reconstructions."""
     from .models.evaluator import FACE_ATTRIBUTES
     from .models.toon64 import TOON64_DIR
-    from .models.train_evaluator import EVALUATOR_TRAIN, train_evaluator
+    from .models.train_evaluator import EVALUATOR_TRAIN, FaceAugment, train_evaluator
 
     out = out or TOON64_DIR / "evaluator"
     report = train_evaluator(cache, TOON64_DIR / "vae", run_dir, out,
                              _train_config(EVALUATOR_TRAIN, steps, batch_size, lr, seed, time_budget),
                              resume=not fresh, init_from=init_from,
-                             face_attributes=FACE_ATTRIBUTES if face_branch else (), face_only=face_only)
+                             face_attributes=FACE_ATTRIBUTES if face_branch else (), face_only=face_only,
+                             face_augment=FaceAugment() if face_augment else None)
     _report("evaluator", report, out)
 
 

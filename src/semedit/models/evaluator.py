@@ -89,7 +89,11 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
         """Mean-pooled features of images in [-1, 1] (the space of the evaluator Fréchet distance)."""
         return self._run(images, False)[0].mean(dim=(2, 3))
 
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, images: torch.Tensor, face_jitter: torch.Tensor | None = None,
+                face_flip: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Logits per attribute, normalised pose, segmentation logits. For training only: `face_jitter`
+        (N x 4: head x, y in px, relative scale, tilt in degrees) moves each face crop off the predicted
+        pose, and `face_flip` (N bools) mirrors it (the face attributes do not change in a mirror)."""
         x, seg = self._run(images, True)
         mean = x.mean(dim=(2, 3))
         if self.attend is None:
@@ -101,18 +105,25 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
         out["pose"] = self.pose(mean)
         out["seg"] = seg
         if self.config.face_attributes:
-            face = self.face_features(self.face_crop(images, out["pose"].detach()))
+            crop = self.face_crop(images, out["pose"].detach(), face_jitter)
+            if face_flip is not None:
+                crop = torch.where(face_flip.to(crop.device)[:, None, None, None], crop.flip(-1), crop)
+            face = self.face_features(crop)
             pooled = _attention_pool(self.face_attend, face)
             for i, k in enumerate(sorted(self.face_heads)):
                 out[k] = self.face_heads[k](pooled[i])
         return out
 
-    def face_crop(self, images: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
+    def face_crop(self, images: torch.Tensor, pose: torch.Tensor, jitter: torch.Tensor | None = None) -> torch.Tensor:
         """The face at `pose` (normalised, as the pose head predicts it), resampled upright: the
         head frame's (u, v) in [-face_extent, face_extent]^2 (world/render.py `head_frame`), u to
-        the right and v down, face_size px square."""
+        the right and v down, face_size px square. `jitter` as in `forward`."""
         keys = self.config.pose_keys
         p = {k: _denorm(k, pose[:, keys.index(k)]) for k in ("head_x", "head_y", "head_scale", "head_tilt")}
+        if jitter is not None:
+            jitter = jitter.to(pose.device, pose.dtype)
+            p = {"head_x": p["head_x"] + jitter[:, 0], "head_y": p["head_y"] + jitter[:, 1],
+                 "head_scale": p["head_scale"] * (1 + jitter[:, 2]), "head_tilt": p["head_tilt"] + jitter[:, 3]}
         n, _, height, width = images.shape
         t = torch.deg2rad(p["head_tilt"])
         # canvas (x, y) = centre + unit * R(tilt) (u, v); grid_sample wants x / (W / 2) - 1 (64 px canvas)

@@ -4,6 +4,7 @@ judges decoded images as fairly as rendered ones."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +20,24 @@ EVALUATOR_TRAIN = TrainConfig(steps=8000, batch_size=32, lr=2e-3, warmup=200, we
                               checkpoint_every=250, seed=0)
 NOISE_STD = 0.03  # light Gaussian noise on inputs, for robustness to generated images
 EVALUATOR_POOLING = "attention"
+
+
+@dataclass
+class FaceAugment:
+    """Training-time changes to the face branch's crop (`ToonEvaluator.forward`), so that it learns the
+    face, not the 40,000 reconstructions it sees (it read eye colour on reconstructions of its training
+    images at 96.9%, of held-out ones at 92.0%). The jitter is a few times the pose head's own error on
+    held-out renders (0.19 px, 1% scale, 0.8 degrees); the mirror keeps expression, eye colour and face shape."""
+
+    shift_px: float = 0.5  # std of the head position's jitter
+    scale: float = 0.02  # std of the relative head scale's jitter
+    tilt_deg: float = 2.5  # std of the head tilt's jitter
+    flip: bool = True  # mirror half the crops
+
+    def draw(self, n: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
+        std = torch.tensor([self.shift_px, self.shift_px, self.scale, self.tilt_deg])
+        flip = torch.rand(n, generator=g) < 0.5 if self.flip else None
+        return torch.randn(n, 4, generator=g) * std, flip
 
 
 def reconstructions(vae, images: np.ndarray, path: Path) -> np.ndarray:
@@ -57,10 +76,11 @@ def with_face_branch(model: ToonEvaluator, face_attributes: tuple[str, ...]) -> 
 def train_evaluator(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | Path, out_dir: str | Path,
                     cfg: TrainConfig = EVALUATOR_TRAIN, resume: bool = True, eval_n: int = 2000,
                     pooling: str = EVALUATOR_POOLING, init_from: str | Path | None = None,
-                    face_attributes: tuple[str, ...] = FACE_ATTRIBUTES, face_only: bool = False) -> dict:
+                    face_attributes: tuple[str, ...] = FACE_ATTRIBUTES, face_only: bool = False,
+                    face_augment: FaceAugment | None = None) -> dict:
     """Train the evaluator from scratch, or go on from the one in `init_from` (a fresh optimizer; its
     pooling is kept, a face branch is added if it has none). `face_only` trains the face branch alone:
-    every other prediction stays exactly the trunk's."""
+    every other prediction stays exactly the trunk's; `face_augment` jitters and mirrors its crops."""
     from diffusers import AutoencoderKL
 
     run_dir = Path(run_dir)
@@ -87,7 +107,8 @@ def train_evaluator(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | P
         imgs = np.where(use_recon[:, None, None, None], recons[idx], renders[idx])
         x = to_tensor(imgs) + NOISE_STD * torch.rand(len(idx), 1, 1, 1, generator=g) * torch.randn(
             imgs.shape[0], 3, 64, 64, generator=g)
-        out = run.module(x.to(run.device))
+        jitter, flip = face_augment.draw(len(idx), g) if face_augment else (None, None)
+        out = run.module(x.to(run.device), face_jitter=jitter, face_flip=flip)
         seg = torch.from_numpy(np.asarray(train.arrays["seg"][idx]))
         return run.unwrapped().loss(out, run.unwrapped().targets([train.records[i] for i in idx]), seg), {}
 
