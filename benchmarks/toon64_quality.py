@@ -108,6 +108,11 @@ def main():
                     help="measure these U-Net weights (a run's checkpoint/ema.safetensors) instead of the embedded")
     ap.add_argument("--clip", default=None, metavar="DIR",
                     help="measure this CLIP folder (a `train clip` run's out/clip), its text tower as the text encoder")
+    ap.add_argument("--evaluator", default=None, metavar="DIR",
+                    help="judge with this evaluator folder (a `train evaluator` run's out) instead of the embedded")
+    ap.add_argument("--unet-samples", default=None, metavar="NPZ",
+                    help="keep the U-Net's generated images in this file and, where it exists, judge those "
+                         "instead of generating again (to compare judges on the same images)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "models"),
                     help="folder of toon64_quality.json and images/ (another one for a candidate)")
     args = ap.parse_args()
@@ -151,7 +156,7 @@ def main():
               + table([(k, f"{d:.1f}", n) for k, (d, n) in sorted(sens.items(), key=lambda kv: -kv[1][0])],
                       ("attribute", "mean L2 change", "caption pairs")))
 
-    evaluator = load_evaluator() if {"evaluator", "unet", "controlnet"} & set(parts) else None
+    evaluator = load_evaluator(args.evaluator) if {"evaluator", "unet", "controlnet"} & set(parts) else None
     if "evaluator" in parts:
         rec = reconstruct(bb.vae, images)
         seg = np.asarray(held.arrays["seg"][:1000])
@@ -193,9 +198,18 @@ def main():
         pipe = bb.pipeline()
         pipe.set_progress_bar_config(disable=True)
         prompts, named = zip(*[sample_prompt(10_000 + i) for i in range(args.n_prompts)])
-        t0 = time.perf_counter()
-        gen = generate(pipe, prompts, list(range(args.n_prompts)), args.steps, args.cfg)
-        seconds = (time.perf_counter() - t0) / len(prompts)
+        samples = Path(args.unet_samples) if args.unet_samples else None
+        seconds = None
+        if samples and samples.exists():
+            gen = np.load(samples)["images"]
+            if len(gen) != len(prompts):
+                raise SystemExit(f"{samples} holds {len(gen)} images, not --n-prompts {len(prompts)}")
+        else:
+            t0 = time.perf_counter()
+            gen = generate(pipe, prompts, list(range(args.n_prompts)), args.steps, args.cfg)
+            seconds = (time.perf_counter() - t0) / len(prompts)
+            if samples:
+                np.savez_compressed(samples, images=gen)
         preds = evaluator.predict(gen)
         hits: dict[str, list[bool]] = {}
         for p, want in zip(preds, named):
@@ -210,7 +224,7 @@ def main():
                            "named_attribute_accuracy": {k: {"accuracy": round(a, 4), "n": n} for k, (a, n) in acc.items()},
                            "frechet_evaluator_features": round(f_gen, 3),
                            "frechet_vae_reconstructions_floor": round(f_vae, 3),
-                           "seconds_per_image_batched": round(seconds, 3)}
+                           "seconds_per_image_batched": round(seconds, 3) if seconds else None}
         grid(list(gen[:32]), 8).save(DOCS / "images" / "unet_samples.png")
         (DOCS / "images" / "unet_samples_prompts.txt").write_text("\n".join(prompts[:32]) + "\n")
         print("\n### U-Net: evaluator finds the prompted value\n" + table(
