@@ -195,8 +195,6 @@ def main():
         print("\n### Evaluator (held-out, 1000)\n" + table(rows, ("attribute", "renders", "VAE reconstructions")))
 
     if "unet" in parts:
-        pipe = bb.pipeline()
-        pipe.set_progress_bar_config(disable=True)
         prompts, named = zip(*[sample_prompt(10_000 + i) for i in range(args.n_prompts)])
         samples = Path(args.unet_samples) if args.unet_samples else None
         seconds = None
@@ -205,6 +203,8 @@ def main():
             if len(gen) != len(prompts):
                 raise SystemExit(f"{samples} holds {len(gen)} images, not --n-prompts {len(prompts)}")
         else:
+            pipe = bb.pipeline()
+            pipe.set_progress_bar_config(disable=True)
             t0 = time.perf_counter()
             gen = generate(pipe, prompts, list(range(args.n_prompts)), args.steps, args.cfg)
             seconds = (time.perf_counter() - t0) / len(prompts)
