@@ -92,6 +92,49 @@ def test_training_resumes_exactly(tiny_cache, tmp_path):
         == torch.float16
 
 
+def test_decoder_finetune_keeps_the_encoder_and_resumes(tiny_cache, tmp_path):
+    """`train vae --decoder-only`: the decoder moves, the encoder (the latent space) does not; resumable."""
+    from diffusers import AutoencoderKL
+
+    from semedit.models.train_vae import finetune_decoder
+
+    torch.manual_seed(0)
+    AutoencoderKL(**TINY_VAE).save_pretrained(tmp_path / "vae")
+    before = load_file(tmp_path / "vae" / "diffusion_pytorch_model.safetensors")
+    cfg = TrainConfig(steps=2, batch_size=2, lr=1e-2, warmup=1, checkpoint_every=1, log_every=1, seed=0, ema_decay=0.9)
+    finetune_decoder(tiny_cache, tmp_path / "vae", tmp_path / "run", tmp_path / "out", cfg, iris_weight=30.0, eval_n=4)
+    report = finetune_decoder(tiny_cache, tmp_path / "vae", tmp_path / "run", tmp_path / "out",
+                              TrainConfig(**{**cfg.__dict__, "steps": 3}), iris_weight=30.0, eval_n=4)
+    assert report["steps"] == 3 and report["iris_weight"] == 30.0 and np.isfinite(report["heldout_psnr_mean"])
+    after = load_file(tmp_path / "out" / "diffusion_pytorch_model.safetensors")
+    kept = [k for k in before if k.startswith(("encoder.", "quant_conv."))]
+    assert kept and all(torch.equal(before[k].half(), after[k]) for k in kept)
+    assert any(not torch.equal(before[k].half(), after[k]) for k in before if k.startswith("decoder."))
+    assert json.loads((tmp_path / "out" / "config.json").read_text())["scaling_factor"] == \
+        json.loads((tmp_path / "vae" / "config.json").read_text())["scaling_factor"]
+
+
+def test_iris_mask_finds_the_iris_and_weights_the_loss():
+    from semedit.models.train_vae import iris_mask, reconstruction_loss
+    from semedit.world import render, sample_record
+    from semedit.world.render import SEG_CLASSES
+
+    recs = [r for r in (sample_record(i) for i in range(40))]
+    open_eyes = next(r for r in recs if r.eyes == "open" and r.glasses == "none")
+    closed = next(r for r in recs if r.eyes == "closed")
+    shown = [render(r) for r in (open_eyes, closed)]
+    m = iris_mask(np.stack([s.image for s in shown]), np.stack([s.seg for s in shown]), [open_eyes, closed])
+    assert m.shape == (2, 1, 64, 64) and m[1].sum() == 0  # closed eyes show no iris
+    eyes = torch.from_numpy(shown[0].seg == SEG_CLASSES.index("eyes"))
+    grown = torch.nn.functional.max_pool2d(eyes[None, None].float(), 3, 1, 1)[0, 0] > 0
+    assert 4 <= m[0].sum() <= 80 and bool((grown | ~(m[0, 0] > 0)).all())  # a few pixels, all at the eyes
+    x, y = torch.zeros(1, 3, 64, 64), torch.zeros(1, 3, 64, 64)
+    y[0, :, 0, 0] = 1.0  # an error off the iris
+    plain = reconstruction_loss(y, x)
+    assert reconstruction_loss(y, x, torch.ones(1, 1, 64, 64)).item() == pytest.approx(plain.item())
+    assert reconstruction_loss(y, x, 1 + 30 * m[:1]).item() < plain.item()
+
+
 def test_time_budget_shortens_the_run_to_the_measured_pace(tmp_path):
     """A 0.05 s step under a 0.02-minute (1.2 s) budget: the run sets its steps once the pace is known
     (timed over steps 2-4 of an 8-step warm-up) and ends there, with the schedule and the saved config

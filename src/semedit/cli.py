@@ -713,14 +713,30 @@ def tokenizer(out, vocab_size, seed):
 
 @train.command()
 @_train_options("vae")
-def vae(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget):
+@click.option("--decoder-only", is_flag=True,
+              help="Fine-tune the decoder of --init-from (default: the embedded VAE) on its encoder's latents, iris "
+                   "pixels weighted by --iris-weight; the encoder, latents and latent scale stay as they are.")
+@click.option("--iris-weight", type=click.FloatRange(min=0), default=None,
+              help="With --decoder-only: an iris pixel's loss weight is 1 + this. Default: the recipe's, 30.")
+@click.option("--init-from", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
+              help="With --decoder-only: the VAE whose decoder is fine-tuned (default: the embedded one).")
+def vae(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, decoder_only, iris_weight, init_from):
     """Train the VAE (AutoencoderKL 64x64x3 -> 4x16x16); measures held-out PSNR and the latent scale."""
     from .models.toon64 import TOON64_DIR
-    from .models.train_vae import VAE_TRAIN, train_vae
+    from .models.train_vae import DECODER_TRAIN, IRIS_WEIGHT, VAE_TRAIN, finetune_decoder, train_vae
 
     out = out or TOON64_DIR / "vae"
-    report = train_vae(cache, run_dir, out, _train_config(VAE_TRAIN, steps, batch_size, lr, seed, time_budget),
-                       resume=not fresh)
+    if not decoder_only:
+        if iris_weight is not None or init_from is not None:
+            raise click.UsageError("--iris-weight and --init-from go with --decoder-only")
+        report = train_vae(cache, run_dir, out, _train_config(VAE_TRAIN, steps, batch_size, lr, seed, time_budget),
+                           resume=not fresh)
+    else:
+        if run_dir == Path("runs/vae"):
+            run_dir = Path("runs/vae-decoder")
+        report = finetune_decoder(cache, init_from or TOON64_DIR / "vae", run_dir, out,
+                                  _train_config(DECODER_TRAIN, steps, batch_size, lr, seed, time_budget),
+                                  IRIS_WEIGHT if iris_weight is None else iris_weight, resume=not fresh)
     _report("vae", report, out)
 
 
