@@ -17,7 +17,7 @@ VAE_TRAIN = TrainConfig(steps=7000, batch_size=24, lr=1e-3, warmup=100, checkpoi
 KL_WEIGHT = 1e-6  # latents stay nearly deterministic, as in SD's VAE (kl weight 1e-6)
 # Decoder fine-tuning on the frozen encoder's latents (the U-Net's latent space does not move): the iris
 # is ~1.5 px wide and the plain loss barely sees it, so the trained VAE returned green irises as blue.
-DECODER_TRAIN = TrainConfig(steps=2000, batch_size=24, lr=3e-4, warmup=50, checkpoint_every=250, ema_decay=0.995,
+DECODER_TRAIN = TrainConfig(steps=1500, batch_size=24, lr=3e-4, warmup=50, checkpoint_every=250, ema_decay=0.995,
                             seed=0)
 IRIS_WEIGHT = 30.0  # loss weight of an iris pixel relative to any other
 
