@@ -24,10 +24,10 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
 from semedit.models.data import RenderCache
-from semedit.models.evaluator import ToonEvaluator, _as_tensor, _attention_pool, _cnn, _norm
+from semedit.models.evaluator import ToonEvaluator, _as_tensor, _attention_pool, _cnn
 from semedit.models.toon64 import TOON64_DIR
-from semedit.models.train_vae import iris_error, psnr, reconstruct
-from semedit.world import CATEGORICAL, observable
+from semedit.models.train_vae import iris_error, psnr, reconstruct, to_uint8
+from semedit.world import CATEGORICAL
 from toon64_quality import grid, table
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,7 +37,7 @@ EYES = (slice(16, 32), slice(8, 40))  # both eyes in that crop (head frame v -0.
 
 def eye_crops(images: np.ndarray, records) -> torch.Tensor:
     """Both eyes at the true head pose, 2x enlarged (N x 3 x 32 x 64, in [-1, 1])."""
-    pose = torch.tensor([[_norm(k, getattr(r, k)) for k in CROP.config.pose_keys] for r in records])
+    pose = CROP.targets(records)["pose"]
     with torch.no_grad():
         face = torch.cat([CROP.face_crop(_as_tensor(images[i:i + 500]), pose[i:i + 500])
                           for i in range(0, len(images), 500)])
@@ -55,8 +55,8 @@ class EyeColourProbe(nn.Module):
 
 
 def labels(records) -> torch.Tensor:
-    values = CATEGORICAL["eye_colour"]
-    return torch.tensor([values.index(r.eye_colour) if observable(r)["eye_colour"] else -1 for r in records])
+    """Eye-colour class indices, -1 where the eyes are closed."""
+    return CROP.targets(records)["eye_colour"]
 
 
 def probe_accuracy(train_x, train_y, test_x, test_y, steps: int, seed: int) -> float:
@@ -110,7 +110,7 @@ def main():
     print(f"\n### VAE: the iris on {len(renders)} held-out renders; a fresh eye-colour probe trained on "
           f"{args.n_train} reconstructions ({args.steps} steps)\n")
     print(table(rows, ("VAE", "PSNR (dB)", "iris error (0-255)", "eye colour, fresh probe")))
-    pics = [((s.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).byte().numpy() for s in strips]
+    pics = [to_uint8(s) for s in strips]
     grid([p[i] for i in range(8) for p in pics], len(pics), zoom=3).save(args.image)
     print(f"wrote {args.image} (per row: render, then each VAE)")
 

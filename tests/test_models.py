@@ -119,7 +119,7 @@ def test_iris_mask_finds_the_iris_and_weights_the_loss():
     from semedit.world import render, sample_record
     from semedit.world.render import SEG_CLASSES
 
-    recs = [r for r in (sample_record(i) for i in range(40))]
+    recs = [sample_record(i) for i in range(40)]
     open_eyes = next(r for r in recs if r.eyes == "open" and r.glasses == "none")
     closed = next(r for r in recs if r.eyes == "closed")
     shown = [render(r) for r in (open_eyes, closed)]
