@@ -786,6 +786,12 @@ def clip(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, t
     _report("clip", report, out / "clip")
 
 
+def _family_option():
+    return click.option("--family", type=click.Path(file_okay=False, path_type=Path), default=None,
+                        help="The family folder this part builds on (its VAE, text encoder, U-Net) and, without "
+                             "--out, writes into (default: the embedded toon-64).")
+
+
 def _text_encoder_option():
     return click.option("--text-encoder", "text_encoder_dir", default=None,
                         type=click.Path(file_okay=False, exists=True, path_type=Path),
@@ -797,21 +803,23 @@ def _text_encoder_option():
 @_train_options("unet")
 @_init_from_option("U-Net")
 @_text_encoder_option()
+@_family_option()
 @click.option("--face-loss-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
               help="Weight the loss of single portraits towards the face: each latent pixel by 1 + this x its "
                    "fraction of skin, eyes, brows, mouth, glasses, beard, tears and nose (0 = plain MSE).")
 def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, init_from, text_encoder_dir,
-         face_loss_weight):
+         family, face_loss_weight):
     """Train the text-conditional U-Net (caption dropout, diptychs, EMA) on VAE latents."""
     from .models.backbone import write_family_index
     from .models.toon64 import TOON64_DIR
     from .models.train_unet import UNET_TRAIN, train_unet
 
-    out = out or TOON64_DIR / "unet"
-    report = train_unet(cache, TOON64_DIR, run_dir, out,
+    family = family or TOON64_DIR
+    out = out or family / "unet"
+    report = train_unet(cache, family, run_dir, out,
                         _train_config(UNET_TRAIN, steps, batch_size, lr, seed, time_budget), resume=not fresh,
                         init_from=init_from, text_encoder_dir=text_encoder_dir, face_loss_weight=face_loss_weight)
-    write_family_index()
+    write_family_index(family)
     _report("unet", report, out)
 
 
@@ -822,16 +830,18 @@ def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, i
 @_text_encoder_option()
 @click.option("--unet", "unet_dir", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="The frozen U-Net to steer (default: the family's).")
+@_family_option()
 def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, init_from, text_encoder_dir,
-               unet_dir):
+               unet_dir, family):
     """Train a ControlNet for the pose drawing or the scribble map on the frozen U-Net."""
     from .models.toon64 import TOON64_DIR
     from .models.train_controlnet import CONTROLNET_TRAIN, train_controlnet
 
-    out = out or TOON64_DIR / f"controlnet-{kind}"
+    family = family or TOON64_DIR
+    out = out or family / f"controlnet-{kind}"
     if run_dir == Path("runs/controlnet"):
         run_dir = Path(f"runs/controlnet-{kind}")
-    report = train_controlnet(kind, cache, TOON64_DIR, run_dir, out,
+    report = train_controlnet(kind, cache, family, run_dir, out,
                               _train_config(CONTROLNET_TRAIN, steps, batch_size, lr, seed, time_budget),
                               resume=not fresh,
                               init_from=init_from, text_encoder_dir=text_encoder_dir, unet_dir=unet_dir)
@@ -847,15 +857,17 @@ def controlnet(kind, cache, run_dir, out, steps, batch_size, lr, seed, fresh, ti
 @click.option("--face-only", is_flag=True, help="Train the face branch alone (the rest stays as it is).")
 @click.option("--face-augment", is_flag=True,
               help="Jitter the face crop's pose and mirror half the crops while training (FaceAugment).")
+@_family_option()
 def evaluator(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, init_from, face_branch,
-              face_only, face_augment):
+              face_only, face_augment, family):
     """Train the attribute evaluator (the benchmark's judge) on renders and VAE reconstructions."""
     from .models.evaluator import FACE_ATTRIBUTES
     from .models.toon64 import TOON64_DIR
     from .models.train_evaluator import EVALUATOR_TRAIN, FaceAugment, train_evaluator
 
-    out = out or TOON64_DIR / "evaluator"
-    report = train_evaluator(cache, TOON64_DIR / "vae", run_dir, out,
+    family = family or TOON64_DIR
+    out = out or family / "evaluator"
+    report = train_evaluator(cache, family / "vae", run_dir, out,
                              _train_config(EVALUATOR_TRAIN, steps, batch_size, lr, seed, time_budget),
                              resume=not fresh, init_from=init_from,
                              face_attributes=FACE_ATTRIBUTES if face_branch else (), face_only=face_only,
@@ -864,21 +876,54 @@ def evaluator(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budg
 
 
 @train.command(name="all")
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
+              help="Wall-clock budget for the whole family; each part's steps are fitted to its share of what is "
+                   "left (TrainAllPlan).")
+@click.option("--family", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the family goes (default: the embedded toon-64 folder, overwritten).")
+@click.option("--runs", "runs_dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs"),
+              show_default=True, help="Run folders (checkpoints, logs, reports) and the clock, train_all_times.json.")
+@click.option("--cache", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Render cache (default: RUNS/cache).")
+@click.option("--fresh", is_flag=True, help="Start every part again and reset the clock.")
 @click.pass_context
-def train_all(ctx):
-    """Train the whole family from scratch with the default settings, in order, and time each part."""
-    steps = [("data", data, {}), ("tokenizer", tokenizer, {}), ("vae", vae, {}), ("clip", clip, {}),
-             ("evaluator", evaluator, {}), ("unet", unet, {}), ("controlnet-pose", controlnet, {"kind": "pose"}),
-             ("controlnet-scribble", controlnet, {"kind": "scribble"})]
-    times = {}
-    for name, cmd, kw in steps:
-        t0 = time.perf_counter()
-        ctx.invoke(cmd, **kw)
-        times[name] = round(time.perf_counter() - t0, 1)
-        click.echo(f"[train all] {name} took {times[name]:.0f} s")
-    Path("runs").mkdir(exist_ok=True)
-    Path("runs/train_all_times.json").write_text(json.dumps(times, indent=2))
-    click.echo(f"[train all] total {sum(times.values()) / 60:.1f} min: {times}")
+def train_all(ctx, hours, family, runs_dir, cache, fresh):
+    """Train the whole family from scratch, in order, within --hours; stopped and run again, it goes on
+    where it was (finished parts are skipped, the others resume from their checkpoints) and keeps counting."""
+    from .models.toon64 import TOON64_DIR
+    from .models.train_all import PARTS, Clock, TrainAllPlan, step_budget
+
+    plan, family, cache = TrainAllPlan(hours=hours), family or TOON64_DIR, cache or runs_dir / "cache"
+    clock_path = runs_dir / "train_all_times.json"
+    if fresh and clock_path.exists():
+        clock_path.unlink()
+    clock = Clock(clock_path)
+    for part in PARTS:
+        if part in clock.done:
+            click.echo(f"[train all] {part}: done before ({clock.spent[part] / 60:.1f} min)")
+            continue
+        if part == "data":
+            cmd, kw = data, {"cache": cache}
+        elif part == "tokenizer":
+            cmd, kw = tokenizer, {"out": family / "tokenizer"}
+        else:
+            minutes = step_budget(plan, part, clock.spent)
+            click.echo(f"[train all] {part}: {minutes:.1f} min of training steps "
+                       f"({sum(clock.spent.values()) / 60:.1f} of {hours * 60:.0f} min spent)")
+            kw = {"cache": cache, "run_dir": runs_dir / part, "fresh": fresh, "time_budget": minutes}
+            if part == "vae":
+                cmd, kw = vae, {**kw, "out": family / "vae"}
+            elif part == "clip":
+                cmd, kw = clip, {**kw, "out": family, "tokenizer_dir": family / "tokenizer"}
+            elif part.startswith("controlnet"):
+                cmd, kw = controlnet, {**kw, "kind": part.split("-")[1], "family": family}
+            else:
+                cmd, kw = {"evaluator": evaluator, "unet": unet}[part], {**kw, "family": family}
+        clock.run(part, lambda: ctx.invoke(cmd, **kw))
+        click.echo(f"[train all] {part} took {clock.spent[part] / 60:.1f} min")
+    total = sum(clock.spent.values()) / 60
+    click.echo(f"[train all] total {total:.1f} min (budget {hours * 60:.0f}); family in {family}, "
+               f"times in {clock_path}")
 
 
 if __name__ == "__main__":  # pragma: no cover
