@@ -102,6 +102,9 @@ def main():
     ap.add_argument("--control-kinds", default="pose,scribble")
     ap.add_argument("--steps", type=int, default=50)
     ap.add_argument("--cfg", type=float, default=7.5)
+    ap.add_argument("--family", default=None, metavar="DIR",
+                    help="measure this family folder (e.g. `semedit train all --family DIR`: its VAE, text encoder, "
+                         "U-Net, CLIP and ControlNets) instead of the embedded one; the judge stays --evaluator's")
     ap.add_argument("--controlnet", action="append", default=[], metavar="KIND=DIR",
                     help="measure this ControlNet folder instead of the embedded one (e.g. a training run's out)")
     ap.add_argument("--unet", default=None, metavar="FILE",
@@ -124,7 +127,14 @@ def main():
     held = RenderCache(Path(args.cache) / "heldout")
     images, records = np.asarray(held.arrays["image"][:1000]), held.records[:1000]
     torch.manual_seed(0)
-    bb = load_backbone("toon-64", controlnets=dict(c.split("=", 1) for c in args.controlnet) or None, clip=args.clip)
+    controlnets = dict(c.split("=", 1) for c in args.controlnet)
+    if args.family:
+        fam = Path(args.family)
+        controlnets = {**{k.split("-", 1)[1]: str(fam / k) for k in ("controlnet-pose", "controlnet-scribble")
+                          if (fam / k / "config.json").exists()}, **controlnets}
+        bb = load_backbone(str(fam), controlnets=controlnets, clip=args.clip or str(fam / "clip"))
+    else:
+        bb = load_backbone("toon-64", controlnets=controlnets or None, clip=args.clip)
     if args.clip:
         bb.text_encoder.load_state_dict(bb.clip.text_model.state_dict())
     if args.unet:
