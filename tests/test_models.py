@@ -90,6 +90,11 @@ def test_training_resumes_exactly(tiny_cache, tmp_path):
     assert cfg_saved["scaling_factor"] == pytest.approx(report["scaling_factor"], rel=1e-3)
     assert load_file(tmp_path / "a_out" / "diffusion_pytorch_model.safetensors")["encoder.conv_in.weight"].dtype \
         == torch.float16
+    # the same run with the iris weighted (`train vae --iris-weight`) learns something else
+    c = train_vae(tiny_cache, tmp_path / "c", tmp_path / "c_out", cfg4, config=TINY_VAE, eval_n=4, iris_weight=30.0)
+    assert c["iris_weight"] == 30.0 and report["iris_weight"] == 0.0
+    c = load_file(tmp_path / "c" / "checkpoint" / "model.safetensors")
+    assert any(not torch.equal(b[k], c[k]) for k in b)
 
 
 def test_decoder_finetune_keeps_the_encoder_and_resumes(tiny_cache, tmp_path):

@@ -717,7 +717,7 @@ def tokenizer(out, vocab_size, seed):
               help="Fine-tune the decoder of --init-from (default: the embedded VAE) on its encoder's latents, iris "
                    "pixels weighted by --iris-weight; the encoder, latents and latent scale stay as they are.")
 @click.option("--iris-weight", type=click.FloatRange(min=0), default=None,
-              help="With --decoder-only: an iris pixel's loss weight is 1 + this. Default: the recipe's, 30.")
+              help="An iris pixel's loss weight is 1 + this. Default: 0 from scratch, 30 with --decoder-only.")
 @click.option("--init-from", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="With --decoder-only: the VAE whose decoder is fine-tuned (default: the embedded one).")
 def vae(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, decoder_only, iris_weight, init_from):
@@ -727,10 +727,10 @@ def vae(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, de
 
     out = out or TOON64_DIR / "vae"
     if not decoder_only:
-        if iris_weight is not None or init_from is not None:
-            raise click.UsageError("--iris-weight and --init-from go with --decoder-only")
+        if init_from is not None:
+            raise click.UsageError("--init-from goes with --decoder-only")
         report = train_vae(cache, run_dir, out, _train_config(VAE_TRAIN, steps, batch_size, lr, seed, time_budget),
-                           resume=not fresh)
+                           resume=not fresh, iris_weight=iris_weight or 0.0)
     else:
         if run_dir == Path("runs/vae"):
             run_dir = Path("runs/vae-decoder")

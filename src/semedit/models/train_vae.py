@@ -94,13 +94,27 @@ def iris_error(recon: np.ndarray, images: np.ndarray, seg: np.ndarray, records) 
     return float(np.abs(recon.astype(np.float64) - images)[m].mean()) if m.any() else float("nan")
 
 
-def _loss(vae, images, cfg, device, g):
-    idx = np.sort(torch.randint(len(images), (cfg.batch_size,), generator=g).numpy())
-    x = to_tensor(images[idx]).to(device)
-    post = vae.encode(x).latent_dist
-    y = vae.decode(post.sample(generator=g if x.device.type == "cpu" else None)).sample
-    mse = F.mse_loss(y, x)
-    return reconstruction_loss(y, x) + KL_WEIGHT * post.kl().mean(), {"mse": mse.detach()}
+def _batch(cache: RenderCache, cfg, g, iris_weight: float, device):
+    """A training batch: its indices, its images in [-1, 1] and their pixel weights (1 + `iris_weight` on
+    the iris; None for 0)."""
+    idx = np.sort(torch.randint(len(cache), (cfg.batch_size,), generator=g).numpy())
+    images = cache.arrays["image"][idx]
+    x = to_tensor(images).to(device)
+    if not iris_weight:
+        return idx, x, None
+    mask = iris_mask(images, cache.arrays["seg"][idx], [cache.records[i] for i in idx])
+    return idx, x, 1 + iris_weight * mask.to(device)
+
+
+def _heldout_probe(heldout: RenderCache, n: int = 200):
+    """The checkpoint probe: PSNR and iris error on the first `n` held-out renders."""
+    images, seg, records = np.asarray(heldout.arrays["image"][:n]), heldout.arrays["seg"][:n], heldout.records[:n]
+
+    def probe(vae) -> dict:
+        rec = reconstruct(vae, images)
+        return {f"heldout_psnr_{n}": float(psnr(rec, images).mean()),
+                f"heldout_iris_error_{n}": iris_error(rec, images, seg, records)}
+    return probe
 
 
 def _finish(vae, run, run_dir, out_dir, heldout, n, extra) -> dict:
@@ -117,26 +131,26 @@ def _finish(vae, run, run_dir, out_dir, heldout, n, extra) -> dict:
 
 
 def train_vae(cache_dir: str | Path, run_dir: str | Path, out_dir: str | Path, cfg: TrainConfig = VAE_TRAIN,
-              config: dict | None = None, resume: bool = True, eval_n: int = 1000) -> dict:
+              config: dict | None = None, resume: bool = True, eval_n: int = 1000, iris_weight: float = 0.0) -> dict:
+    """Train the VAE from scratch; `iris_weight` > 0 weights each iris pixel's loss by 1 + it."""
     from diffusers import AutoencoderKL
 
     train, heldout = RenderCache(Path(cache_dir) / "train"), RenderCache(Path(cache_dir) / "heldout")
     torch.manual_seed(cfg.seed)
     vae = AutoencoderKL(**(config or VAE_CONFIG))
     run = TrainRun(run_dir, cfg, vae, "vae", resume=resume)
-    images = train.arrays["image"]
-    probe = np.asarray(heldout.arrays["image"][:200])
+    probe = _heldout_probe(heldout)
 
     def loss_fn(step, g):
-        return _loss(run.module, images, cfg, run.device, g)
+        _, x, w = _batch(train, cfg, g, iris_weight, run.device)
+        post = run.module.encode(x).latent_dist
+        y = run.module.decode(post.sample(generator=g if x.device.type == "cpu" else None)).sample
+        return reconstruction_loss(y, x, w) + KL_WEIGHT * post.kl().mean(), {"mse": F.mse_loss(y, x).detach()}
 
-    def probe_psnr(step):
-        return {"heldout_psnr_200": float(psnr(reconstruct(run.final_module(), probe), probe).mean())}
-
-    run.run(loss_fn, on_checkpoint=probe_psnr)
+    run.run(loss_fn, on_checkpoint=lambda step: probe(run.final_module()))
     vae = run.final_module().float().eval()
-    stats = center_latents(vae, np.asarray(images[:2000]))
-    return _finish(vae, run, run_dir, out_dir, heldout, eval_n, stats)
+    stats = center_latents(vae, np.asarray(train.arrays["image"][:2000]))
+    return _finish(vae, run, run_dir, out_dir, heldout, eval_n, {**stats, "iris_weight": iris_weight})
 
 
 def finetune_decoder(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | Path, out_dir: str | Path,
@@ -155,24 +169,15 @@ def finetune_decoder(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | 
     decoder = list(vae.decoder.parameters()) + list(vae.post_quant_conv.parameters())
     for p in decoder:
         p.requires_grad_(True)
-    images, seg = train.arrays["image"], train.arrays["seg"]
-    z = latents_cache(cache_dir, "train", images, Path(vae_dir)) / vae.config.scaling_factor
+    z = latents_cache(cache_dir, "train", train.arrays["image"], Path(vae_dir)) / vae.config.scaling_factor
     run = TrainRun(run_dir, cfg, vae, "vae-decoder", params=decoder, resume=resume)
-    probe, probe_seg, probe_records = np.asarray(heldout.arrays["image"][:200]), heldout.arrays["seg"][:200], \
-        heldout.records[:200]
+    probe = _heldout_probe(heldout)
 
     def loss_fn(step, g):
-        idx = np.sort(torch.randint(len(images), (cfg.batch_size,), generator=g).numpy())
-        x, zb = to_tensor(images[idx]).to(run.device), z[idx].to(run.device)
-        w = 1 + iris_weight * iris_mask(images[idx], seg[idx], [train.records[i] for i in idx]).to(run.device)
-        return reconstruction_loss(run.module.decode(zb).sample, x, w), {}
+        idx, x, w = _batch(train, cfg, g, iris_weight, run.device)
+        return reconstruction_loss(run.module.decode(z[idx].to(run.device)).sample, x, w), {}
 
-    def probe_quality(step):
-        rec = reconstruct(run.final_module(), probe)
-        return {"heldout_psnr_200": float(psnr(rec, probe).mean()),
-                "heldout_iris_error_200": iris_error(rec, probe, probe_seg, probe_records)}
-
-    run.run(loss_fn, on_checkpoint=probe_quality)
+    run.run(loss_fn, on_checkpoint=lambda step: probe(run.final_module()))
     return _finish(run.final_module().float().eval(), run, run_dir, out_dir, heldout, eval_n,
                    {"iris_weight": iris_weight, "init_from": str(vae_dir)})
 
