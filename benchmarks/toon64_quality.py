@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 from semedit.eval.metrics import edge_f_score, frechet_distance
-from semedit.models.backbone import load_backbone, load_evaluator
+from semedit.models.backbone import family_controlnets, load_backbone, load_evaluator
 from semedit.models.data import RenderCache
 from semedit.models.evaluator import attribute_accuracy, pose_errors, segmentation_accuracy
 from semedit.models.train_clip import retrieval_top1, zero_shot_accuracy
@@ -130,8 +130,7 @@ def main():
     controlnets = dict(c.split("=", 1) for c in args.controlnet)
     if args.family:
         fam = Path(args.family)
-        controlnets = {**{k.split("-", 1)[1]: str(fam / k) for k in ("controlnet-pose", "controlnet-scribble")
-                          if (fam / k / "config.json").exists()}, **controlnets}
+        controlnets = {**{k: str(v) for k, v in family_controlnets(fam).items()}, **controlnets}
         bb = load_backbone(str(fam), controlnets=controlnets, clip=args.clip or str(fam / "clip"))
     else:
         bb = load_backbone("toon-64", controlnets=controlnets or None, clip=args.clip)

@@ -91,8 +91,9 @@ def test_training_resumes_exactly(tiny_cache, tmp_path):
     assert load_file(tmp_path / "a_out" / "diffusion_pytorch_model.safetensors")["encoder.conv_in.weight"].dtype \
         == torch.float16
     # the same run with the iris weighted (`train vae --iris-weight`) learns something else
-    c = train_vae(tiny_cache, tmp_path / "c", tmp_path / "c_out", cfg4, config=TINY_VAE, eval_n=4, iris_weight=30.0)
-    assert c["iris_weight"] == 30.0 and report["iris_weight"] == 0.0
+    weighted = train_vae(tiny_cache, tmp_path / "c", tmp_path / "c_out", cfg4, config=TINY_VAE, eval_n=4,
+                         iris_weight=30.0)
+    assert weighted["iris_weight"] == 30.0 and report["iris_weight"] == 0.0
     c = load_file(tmp_path / "c" / "checkpoint" / "model.safetensors")
     assert any(not torch.equal(b[k], c[k]) for k in b)
 

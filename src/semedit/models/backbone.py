@@ -97,6 +97,12 @@ def _check_sd_folder(root: Path, name: str) -> None:
                                f"missing {', '.join(c + '/' for c in missing)}")
 
 
+def family_controlnets(root: Path) -> dict[str, Path]:
+    """The ControlNets a toon-64-layout family folder holds (controlnet-<name>/), by name."""
+    return {k.split("-", 1)[1]: root / k for k in ("controlnet-pose", "controlnet-scribble")
+            if (root / k / "config.json").exists()}
+
+
 def load_backbone(name_or_path: str = TOON64, controlnets=None, clip: str | None = None,
                   device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Backbone:
     """Load a backbone.
@@ -117,8 +123,7 @@ def load_backbone(name_or_path: str = TOON64, controlnets=None, clip: str | None
         if not (root / "model_index.json").exists():
             raise BackboneNotFound(f"the embedded toon-64 family is incomplete in {root} (no model_index.json); "
                                    "train it with `semedit train all`")
-        available = {k.split("-", 1)[1]: root / k for k in ("controlnet-pose", "controlnet-scribble")
-                     if (root / k / "config.json").exists()}
+        available = family_controlnets(root)
         if controlnets is None:
             controlnets = available
         elif isinstance(controlnets, dict):  # more ControlNets, or others under the embedded names
