@@ -130,7 +130,7 @@ def main():
     controlnets = dict(c.split("=", 1) for c in args.controlnet)
     if args.family:
         fam = Path(args.family)
-        controlnets = {**{k: str(v) for k, v in family_controlnets(fam).items()}, **controlnets}
+        controlnets = {**family_controlnets(fam), **controlnets}
         bb = load_backbone(str(fam), controlnets=controlnets, clip=args.clip or str(fam / "clip"))
     else:
         bb = load_backbone("toon-64", controlnets=controlnets or None, clip=args.clip)
