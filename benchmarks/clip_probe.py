@@ -17,8 +17,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from semedit.models.data import RenderCache
-from semedit.models.train_clip import image_embeddings, zero_shot_accuracy
+from semedit.eval.clip_metrics import zero_shot_accuracy
+from semedit.models.text import image_embeddings
+from semedit.training.data import RenderCache
 from semedit.world import CATEGORICAL, observable
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -18,10 +18,10 @@ import torch
 from diffusers import AutoencoderKL
 
 from semedit.models.backbone import load_evaluator
-from semedit.models.data import RenderCache
 from semedit.models.evaluator import attribute_accuracy
 from semedit.models.toon64 import TOON64_DIR
-from semedit.models.train_vae import reconstruct
+from semedit.models.vae import reconstruct
+from semedit.training.data import RenderCache
 
 ROOT = Path(__file__).resolve().parent.parent
 

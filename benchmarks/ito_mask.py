@@ -15,6 +15,7 @@ import time
 
 import numpy as np
 
+from semedit.engine.counting import count_network_calls
 from semedit.engine.masks import resize, threshold
 from semedit.eval.bench import make_task, make_tasks, task_request
 from semedit.methods import make_config
@@ -61,7 +62,9 @@ def main():
         for t in tasks:
             req = task_request(t, bb.image_size)
             t0 = time.perf_counter()
-            mask, soft, calls = request_edit_mask(bb, req, cfg, t.seed)
+            with count_network_calls(bb) as counted:
+                mask, soft = request_edit_mask(bb, req, cfg, t.seed)
+            calls = counted.unet_evaluations
             seconds = time.perf_counter() - t0
             binary = {tau: resize(threshold(soft, float(tau)), (64, 64))[0, 0].numpy() > 0 for tau in taus}
             soft = resize(soft, (64, 64), binary=False)[0, 0].numpy()

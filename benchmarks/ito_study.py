@@ -20,12 +20,14 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from semedit.engine.counting import count_network_calls
 from semedit.engine.masks import resize
-from semedit.eval.bench import TASK_KINDS, make_task, make_tasks, run_method, score, summarise, task_request, _resize
+from semedit.eval.bench import TASK_KINDS, make_task, make_tasks, run_method, score, summarise, task_request
 from semedit.methods import make_config, run_edit
 from semedit.methods.base import parse_setting
 from semedit.methods.ito import request_edit_mask
 from semedit.models.backbone import load_backbone, load_evaluator
+from semedit.world import resize_square
 
 
 def tradeoff_plot(points: dict, baselines: dict, path: Path, title: str = "") -> None:
@@ -62,18 +64,20 @@ def sweep(bb, tasks, lams, fields: dict | None = None, progress=print) -> tuple[
     for n, t in enumerate(tasks, 1):
         req = task_request(t, bb.image_size)
         t0 = time.perf_counter()
-        mask, _, mask_calls = request_edit_mask(bb, req, base, t.seed)
+        with count_network_calls(bb) as counted:
+            mask, _ = request_edit_mask(bb, req, base, t.seed)
+        mask_calls = counted.unet_evaluations
         mask_seconds = time.perf_counter() - t0
         req.mask = resize(mask, (bb.image_size,) * 2)[0, 0].numpy() > 0
         pics = {"mask": req.mask, "outputs": {}}
         for lam in lams:
             res = run_edit("ito", bb, req, make_config("ito", **{**fields, "lam": lam}), seed=t.seed)
-            runs[lam].append({"method": "ito", "kind": t.kind, "index": t.index, "output": _resize(res.image, 64),
+            runs[lam].append({"method": "ito", "kind": t.kind, "index": t.index, "output": resize_square(res.image, 64),
                               "unet_evaluations": res.unet_evaluations + mask_calls,
                               "seconds": res.provenance["seconds"] + mask_seconds})
             pics["outputs"][lam] = runs[lam][-1]["output"]
             if "guidance_image" in res.intermediates and ("guidance" not in pics or lam == base.lam):
-                pics["guidance"] = _resize(res.intermediates["guidance_image"], 64)
+                pics["guidance"] = resize_square(res.intermediates["guidance_image"], 64)
         pictures[(t.kind, t.index)] = pics
         progress(f"task {n}/{len(tasks)} ({t.kind} {t.index}) done")
     return runs, pictures
@@ -81,21 +85,21 @@ def sweep(bb, tasks, lams, fields: dict | None = None, progress=print) -> tuple[
 
 def picture_grid(tasks, pictures: dict, lams, path: Path, zoom: int = 2) -> None:
     """Per task: input | target condition | ground truth | mask | guidance image | output for each lambda."""
-    from semedit.world.sheets import _grid, _labelled
+    from semedit.world.sheets import grid, labelled
 
     blank = np.full((64, 64, 3), 255, np.uint8)
     cells, left = [], []
     for t in tasks:
         p = pictures[(t.kind, t.index)]
-        mask = _resize(np.repeat(p["mask"][..., None], 3, 2).astype(np.uint8) * 255, 64)
+        mask = resize_square(np.repeat(p["mask"][..., None], 3, 2).astype(np.uint8) * 255, 64)
         cond = next(iter(t.controls.values()), blank)
         cells.append([t.edit.source_render.image, cond, t.edit.target_render.image, mask, p.get("guidance", blank),
                       *[p["outputs"][lam] for lam in lams]])
         left.append(f"{t.kind} -> {t.target_value}")
-    img = Image.fromarray(_grid(cells))
+    img = Image.fromarray(grid(cells))
     img = img.resize((img.width * zoom, img.height * zoom), Image.NEAREST)
-    _labelled(img, left, ["input", "condition", "truth", "mask", "guidance", *[f"lambda={v:g}" for v in lams]],
-              66 * zoom, 2 * zoom).save(path)
+    labelled(img, left, ["input", "condition", "truth", "mask", "guidance", *[f"lambda={v:g}" for v in lams]],
+             66 * zoom, 2 * zoom).save(path)
 
 
 def main():

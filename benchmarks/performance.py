@@ -22,9 +22,10 @@ import time
 import torch
 from PIL import Image
 
-from semedit.eval.bench import _resize, make_task
+from semedit.eval.bench import make_task
 from semedit.methods import EditRequest, make_config, run_edit
 from semedit.models.backbone import load_backbone
+from semedit.world import resize_square
 
 
 class NetworkTimer:
@@ -81,7 +82,7 @@ def main():
     bb = load_backbone(args.model)
     task = make_task("hair", 0)
     size = bb.image_size
-    request = EditRequest(_resize(task.edit.source_render.image, size), task.target_prompt, task.source_prompt)
+    request = EditRequest(resize_square(task.edit.source_render.image, size), task.target_prompt, task.source_prompt)
     timer = NetworkTimer([bb.unet, *bb.controlnets.values()])
     runs = {
         "semedit sdedit": lambda: run_edit("sdedit", bb, request, make_config("sdedit", steps=args.steps), seed=0),

@@ -18,12 +18,13 @@ import torch
 from PIL import Image
 
 from semedit.eval.metrics import edge_f_score, frechet_distance
+from semedit.eval.clip_metrics import retrieval_top1, zero_shot_accuracy
 from semedit.models.backbone import family_controlnets, load_backbone, load_evaluator
-from semedit.models.data import RenderCache
 from semedit.models.evaluator import attribute_accuracy, pose_errors, segmentation_accuracy
-from semedit.models.train_clip import retrieval_top1, zero_shot_accuracy
-from semedit.models.train_unet import encode_text
-from semedit.models.train_vae import psnr, reconstruct
+from semedit.models.text import encode_prompts
+from semedit.models.vae import reconstruct
+from semedit.training.data import RenderCache
+from semedit.training.vae import heldout_psnr
 from semedit.world import (CATEGORICAL, ToonRecord, captions, describe, observable, sample_prompt, scribble_map,
                            with_other_value)
 
@@ -54,7 +55,6 @@ def text_sensitivity(bb, records, seed: int = 0) -> dict[str, tuple[float, int]]
     U-Net's cross-attention reads) when one attribute of a full caption changes to another value;
     with the number of caption pairs. An attribute the encoder barely separates is hard to prompt."""
     rng = np.random.default_rng(seed)
-    device = next(bb.text_encoder.parameters()).device
     out = {}
     for attr in CATEGORICAL:
         pairs = []
@@ -65,7 +65,7 @@ def text_sensitivity(bb, records, seed: int = 0) -> dict[str, tuple[float, int]]
                 if pair[0] != pair[1]:
                     pairs.append(pair)
         if pairs:
-            a, b = (encode_text(bb.text_encoder, bb.tokenizer, texts, device).float() for texts in zip(*pairs))
+            a, b = (encode_prompts(bb.text_encoder, bb.tokenizer, texts).float() for texts in zip(*pairs))
             out[attr] = (float((a - b).flatten(1).norm(dim=1).mean()), len(pairs))
     return out
 
@@ -143,7 +143,7 @@ def main():
 
     if "vae" in parts:
         rec = reconstruct(bb.vae, images)
-        p = psnr(rec, images)
+        p = heldout_psnr(rec, images)
         results["vae"] = {"heldout_n": len(images), "psnr_mean": round(float(p.mean()), 2),
                           "psnr_p5": round(float(np.percentile(p, 5)), 2), "scaling_factor": bb.vae.config.scaling_factor}
         grid([x for pair in zip(images[:12], rec[:12]) for x in pair], 8).save(DOCS / "images" / "vae_reconstructions.png")

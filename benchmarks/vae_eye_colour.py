@@ -4,9 +4,9 @@ reconstructions and so favours that VAE.
     .venv/bin/python benchmarks/vae_eye_colour.py [--vae DIR ...] [--n-train 12000] [--steps 2500]
 
 For each VAE (default: the embedded one): PSNR and the iris error (mean absolute error, 0-255, on the
-iris pixels of `train_vae.iris_mask`) on the 2,000 held-out renders, and the held-out accuracy of a
+iris pixels of `training.vae.iris_mask`) on the 2,000 held-out renders, and the held-out accuracy of a
 *fresh* eye-colour probe trained on that VAE's reconstructions of the first --n-train training renders:
-the evaluator's face-branch CNN (`_cnn`, attention pooling) reading both eyes, cut out at the true
+the evaluator's face-branch CNN (`cnn`, attention pooling) reading both eyes, cut out at the true
 head pose and enlarged 2x, mirrored at random. Writes docs/models/images/vae_iris.png (per row: the
 eyes of a held-out render, then of each VAE's reconstruction).
 """
@@ -23,10 +23,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 from diffusers import AutoencoderKL
 
-from semedit.models.data import RenderCache
-from semedit.models.evaluator import ToonEvaluator, _as_tensor, _attention_pool, _cnn
+from semedit.models.evaluator import ToonEvaluator, as_tensor, attention_pool, cnn
+from semedit.models.images import to_uint8
 from semedit.models.toon64 import TOON64_DIR
-from semedit.models.train_vae import iris_error, psnr, reconstruct, to_uint8
+from semedit.models.vae import reconstruct
+from semedit.training.data import RenderCache
+from semedit.training.vae import heldout_psnr, iris_error
 from semedit.world import CATEGORICAL
 from toon64_quality import grid, table
 
@@ -39,7 +41,7 @@ def eye_crops(images: np.ndarray, records) -> torch.Tensor:
     """Both eyes at the true head pose, 2x enlarged (N x 3 x 32 x 64, in [-1, 1])."""
     pose = CROP.targets(records)["pose"]
     with torch.no_grad():
-        face = torch.cat([CROP.face_crop(_as_tensor(images[i:i + 500]), pose[i:i + 500])
+        face = torch.cat([CROP.face_crop(as_tensor(images[i:i + 500]), pose[i:i + 500])
                           for i in range(0, len(images), 500)])
     return F.interpolate(face[:, :, EYES[0], EYES[1]], scale_factor=2, mode="bilinear", align_corners=False)
 
@@ -47,11 +49,11 @@ def eye_crops(images: np.ndarray, records) -> torch.Tensor:
 class EyeColourProbe(nn.Module):
     def __init__(self):
         super().__init__()
-        self.features, self.attend = _cnn((32, 64, 128)), nn.Conv2d(128, 1, 1)
+        self.features, self.attend = cnn((32, 64, 128)), nn.Conv2d(128, 1, 1)
         self.head = nn.Linear(128, len(CATEGORICAL["eye_colour"]))
 
     def forward(self, x):
-        return self.head(_attention_pool(self.attend, self.features(x))[0])
+        return self.head(attention_pool(self.attend, self.features(x))[0])
 
 
 def labels(records) -> torch.Tensor:
@@ -104,7 +106,7 @@ def main():
         err = iris_error(rec, renders, held.arrays["seg"], records)
         acc = probe_accuracy(eye_crops(reconstruct(vae, train_renders), train_records), labels(train_records),
                              eye_crops(rec, records), labels(records), args.steps, args.seed)
-        rows.append((folder, f"{psnr(rec, renders).mean():.2f}", f"{err:.1f}", f"{100 * acc:.1f}%"))
+        rows.append((folder, f"{heldout_psnr(rec, renders).mean():.2f}", f"{err:.1f}", f"{100 * acc:.1f}%"))
         strips.append(eye_crops(rec[:8], records[:8]))
         print(f"{folder}: {time.perf_counter() - t0:.0f} s", flush=True)
     print(f"\n### VAE: the iris on {len(renders)} held-out renders; a fresh eye-colour probe trained on "

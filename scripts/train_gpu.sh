@@ -30,14 +30,14 @@ train() {
 
 # the caches of `semedit train data` (same counts and seeds); only the U-Net needs the diptychs, so it starts last
 stamp "rendering train + held-out caches ($workers workers)"
-$py -c "from semedit.models.data import RenderCache as R
+$py -c "from semedit.training.data import RenderCache as R
 R.build('runs/cache/train', 40000, seed=1, workers=$workers)
 R.build('runs/cache/heldout', 2000, seed=2, workers=$workers)"
 
 train clip --freeze-text-tower --image-attribute-weight 1 --every-value-negatives --no-text-encoder --lr "${CLIP_LR:-1.5e-4}"
 train evaluator --lr "${EVAL_LR:-1e-3}" --seed 4
 stamp "rendering diptych cache"
-$py -c "from semedit.models.data import PairCache; PairCache.build('runs/cache/pairs', 10000, seed=3, workers=$workers)"
+$py -c "from semedit.training.data import PairCache; PairCache.build('runs/cache/pairs', 10000, seed=3, workers=$workers)"
 train unet --lr "${U_LR:-2e-4}" --seed 4 --face-loss-weight "${U_FACE:-0}"
 for pid in $pids; do wait "$pid"; stamp "pid $pid exited with $?"; done
 

@@ -46,9 +46,11 @@ class _FakeBackbone:
     controlnets: dict = None
     clip: object = None
     clip_processor: object = None
+    unet: object = None
 
-    def __post_init__(self):
-        self.controlnets = {"pose": None, "scribble": None}
+    def __post_init__(self):  # networks that are never called: the fake methods make their own outputs
+        self.controlnets = {"pose": torch.nn.Identity(), "scribble": torch.nn.Identity()}
+        self.unet = torch.nn.Identity()
 
 
 @pytest.fixture(scope="module")

@@ -77,7 +77,7 @@ def test_control_map_converts_layouts_as_in_training(tiny):
     import numpy as np
 
     from semedit.engine.conditioning import control_map
-    from semedit.models.train_controlnet import control_tensor
+    from semedit.models.images import control_tensor
 
     scribble = (np.random.default_rng(0).random((16, 16)) > 0.5).astype(np.uint8) * 255
     m = control_map(tiny, scribble)

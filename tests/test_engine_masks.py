@@ -47,7 +47,8 @@ def test_blend_keeps_the_outside_of_the_mask():
 
 
 def test_estimate_edit_mask_contrasts_two_conditions_in_one_batch(tiny):
-    from semedit.engine.conditioning import Condition, encode_text, predict_noise
+    from semedit.engine.conditioning import Condition, EditConditions, encode_text, predict_noise
+    from semedit.engine.counting import count_network_calls
     from semedit.engine.ddim import make_schedule
     from semedit.engine.masks import estimate_edit_mask
 
@@ -56,37 +57,47 @@ def test_estimate_edit_mask_contrasts_two_conditions_in_one_batch(tiny):
     null, a, b = encode_text(tiny, ["", "a cartoon man", "a cartoon woman"]).chunk(3)
     ca, cb, nc = Condition(a), Condition(b), Condition(null)
     with torch.no_grad():
-        diff, calls = estimate_edit_mask(tiny, z0, s, 4, ca, cb, samples=3, seed=7)
+        with count_network_calls(tiny) as calls:
+            diff = estimate_edit_mask(tiny, z0, s, 4, EditConditions(ca, cb, nc), samples=3, seed=7)
         noise = torch.randn((3, 4, 8, 8), generator=torch.Generator().manual_seed(7))
         al = float(s.alphas[4])
         x = al**0.5 * z0 + (1 - al) ** 0.5 * noise  # the last timestep (t = 1 for 5 steps)
         ea, eb = predict_noise(tiny, x, s.timesteps[4], [ca, cb])
-        assert s.timesteps[4] == 1 and calls == 2 * 3 and diff.shape == (1, 1, 8, 8)
+        assert s.timesteps[4] == 1 and (calls.unet_evaluations, calls.unet_calls) == (2 * 3, 1)
+        assert diff.shape == (1, 1, 8, 8)
         assert torch.allclose(diff, (eb - ea).abs().mean(1, keepdim=True).mean(0, keepdim=True), atol=1e-6)
         # guided: one shared null branch is evaluated once (3 branches), and scale g multiplies the contrast
-        guided, calls = estimate_edit_mask(tiny, z0, s, 4, ca, cb, 3, 7, guidance_scale=7.5, source_null=nc,
-                                           edit_null=nc)
-        assert calls == 3 * 3 and torch.allclose(guided, 7.5 * diff, rtol=1e-3, atol=1e-5)
-        same, _ = estimate_edit_mask(tiny, z0, s, 4, ca, ca, 3, 7)
+        with count_network_calls(tiny) as calls:
+            guided = estimate_edit_mask(tiny, z0, s, 4, EditConditions(ca, cb, nc), 3, 7, guidance_scale=7.5)
+        assert calls.unet_evaluations == 3 * 3 and torch.allclose(guided, 7.5 * diff, rtol=1e-3, atol=1e-5)
+        # a null branch of its own for the edit (the layouts differ): four branches, the same contrast here
+        with count_network_calls(tiny) as calls:
+            own = estimate_edit_mask(tiny, z0, s, 4, EditConditions(ca, cb, nc, Condition(null)), 3, 7,
+                                     guidance_scale=7.5)
+        assert calls.unet_evaluations == 4 * 3 and torch.allclose(own, guided, atol=1e-5)
+        same = estimate_edit_mask(tiny, z0, s, 4, EditConditions(ca, ca, nc), 3, 7)
         assert same.abs().max() < 1e-5 < diff.abs().max()  # equal rows of one U-Net batch may differ in the last bits
-    with pytest.raises(ValueError, match="null branches"):
-        estimate_edit_mask(tiny, z0, s, 4, ca, cb, 3, 7, guidance_scale=2.0)
+    with pytest.raises(ValueError, match="batch 1"):
+        estimate_edit_mask(tiny, z0.repeat(2, 1, 1, 1), s, 4, EditConditions(ca, cb, nc), 3, 7)
 
 
-def test_edit_mask_by_sampling_contrasts_the_last_predictions_of_two_runs(tiny):
+def test_edit_map_by_sampling_contrasts_the_last_predictions_of_two_runs(tiny):
     """ITO Eq. 7 as §3.2 describes it: x_E(s) sampled down under each condition, the noise
     predictions at the last timestep contrasted."""
-    from semedit.engine.conditioning import Condition, GuidedNoise, encode_text
+    from semedit.engine.conditioning import Condition, EditConditions, GuidedNoise, encode_text
+    from semedit.engine.counting import count_network_calls
     from semedit.engine.ddim import ddim_update, make_schedule
-    from semedit.engine.masks import estimate_edit_mask_by_sampling
+    from semedit.methods.ito import edit_map_by_sampling
 
     z0 = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
     s = make_schedule(tiny.scheduler_config, 5)
     null, a, b = encode_text(tiny, ["", "a cartoon man", "a cartoon woman"]).chunk(3)
     ca, cb, nc = Condition(a), Condition(b), Condition(null)
     with torch.no_grad():
-        diff, calls = estimate_edit_mask_by_sampling(tiny, z0, s, 2, ca, cb, 3, 7, 7.5, nc, nc)
-        assert calls == 2 * 3 * 3 * 2 and diff.shape == (1, 1, 8, 8)  # 2 runs x 3 steps x 3 seeds x 2 branches
+        with count_network_calls(tiny) as calls:
+            diff = edit_map_by_sampling(tiny, z0, s, 2, EditConditions(ca, cb, nc), 3, 7, 7.5)
+        # 2 runs x 3 steps x 3 seeds x 2 branches, one U-Net call a step
+        assert (calls.unet_evaluations, calls.unet_calls) == (2 * 3 * 3 * 2, 3) and diff.shape == (1, 1, 8, 8)
         al = float(s.alphas[2])
         x_e = al**0.5 * z0 + (1 - al) ** 0.5 * torch.randn((3, 4, 8, 8), generator=torch.Generator().manual_seed(7))
         last = []
@@ -96,7 +107,5 @@ def test_edit_mask_by_sampling_contrasts_the_last_predictions_of_two_runs(tiny):
                 x = ddim_update(x, eps_fn(x, s.timesteps[i]), s.alphas[i], s.alphas[i + 1])
             last.append(eps_fn(x, s.timesteps[4]))
         assert torch.allclose(diff, (last[1] - last[0]).abs().mean(1, keepdim=True).mean(0, keepdim=True), atol=1e-5)
-        same, _ = estimate_edit_mask_by_sampling(tiny, z0, s, 2, ca, ca, 3, 7)
+        same = edit_map_by_sampling(tiny, z0, s, 2, EditConditions(ca, ca, nc), 3, 7)
         assert same.abs().max() < 1e-5 < diff.abs().max()  # equal rows of one U-Net batch may differ in the last bits
-    with pytest.raises(ValueError, match="null branches"):
-        estimate_edit_mask_by_sampling(tiny, z0, s, 2, ca, cb, 3, 7, guidance_scale=2.0)

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from semedit.methods import EditRequest
+from semedit.methods import EditRequest, run_edit
 from semedit.methods.diffedit import DiffEditConfig, diffedit
 
 
@@ -19,7 +19,7 @@ def test_diffedit_agrees_with_diffusers_pipeline(tiny):
 
     req = _request()
     cfg = DiffEditConfig(steps=10, inversion_eps_timestep="next", blend_with="previous")  # diffusers' conventions
-    res = diffedit(tiny, req, cfg, seed=5)
+    res = run_edit("diffedit", tiny, req, cfg, seed=5)
     pipe = StableDiffusionDiffEditPipeline(
         vae=tiny.vae, text_encoder=tiny.text_encoder, tokenizer=tiny.tokenizer, unet=tiny.unet,
         scheduler=DDIMScheduler.from_config(tiny.scheduler_config),
@@ -51,7 +51,7 @@ def test_aligned_blending_keeps_the_outside_exactly(tiny):
     mask = np.zeros((16, 16), np.uint8)
     mask[:, 8:] = 1
     req.mask = mask
-    res = diffedit(tiny, req, DiffEditConfig(steps=10), seed=0)
+    res = run_edit("diffedit", tiny, req, DiffEditConfig(steps=10), seed=0)
     z, z0 = res.intermediates["latents"], res.intermediates["inverted_latents"][10]
     assert torch.equal(z[..., :4], z0[..., :4])  # outside: the encoded input itself at the last level
     assert not torch.allclose(z[..., 4:], z0[..., 4:])

@@ -59,7 +59,7 @@ def test_mask_from_a_pose_change_covers_the_moved_head(toon):
     from semedit.methods.ito import request_edit_mask
 
     gt, req = _pose_edit()
-    mask, soft, _ = request_edit_mask(toon, req, seed=0)
+    mask, soft = request_edit_mask(toon, req, seed=0)
     changed = np.abs(gt.source_render.image.astype(int) - gt.target_render.image.astype(int)).max(2) > 25
     m = resize(mask, (64, 64))[0, 0].numpy() > 0
     tuned = resize(threshold(soft, TUNED_TAU), (64, 64))[0, 0].numpy() > 0
@@ -79,10 +79,11 @@ def test_mask_from_a_pose_change_covers_the_moved_head(toon):
 
 def test_pose_edit_moves_the_head_and_keeps_the_rest(toon, judge):
     from semedit.eval.metrics import mae
-    from semedit.methods.ito import ITOConfig, ito
+    from semedit.methods import run_edit
+    from semedit.methods.ito import ITOConfig
 
     gt, req = _pose_edit()
-    res = ito(toon, req, ITOConfig(), seed=0)
+    res = run_edit("ito", toon, req, ITOConfig(), seed=0)
     pred = judge.predict(res.image[None])[0]["head_x"]
     source_pred = judge.predict(gt.source_render.image[None])[0]["head_x"]
     assert abs(pred - 4.0) < abs(pred - source_pred)  # nearer the target position than the input's
@@ -93,11 +94,12 @@ def test_text_edit_changes_the_hair_colour_and_keeps_the_rest(toon, judge):
     """A text edit the judge reads reliably (hair colour >= 95%; it reads expressions at ~52%)."""
     from semedit.eval.metrics import mae
     from semedit.methods import EditRequest
-    from semedit.methods.ito import ITOConfig, ito
+    from semedit.methods import run_edit
+    from semedit.methods.ito import ITOConfig
 
     rec = sample_record(11).replace(hair_style="long", hair_colour="black", costume="normal")
     gt = ground_truth_edit(rec, hair_colour="red")
     req = EditRequest(gt.source_render.image, describe(gt.target), source_prompt=describe(rec))
-    res = ito(toon, req, ITOConfig(), seed=0)
+    res = run_edit("ito", toon, req, ITOConfig(), seed=0)
     assert judge.predict(res.image[None])[0]["hair_colour"] == "red"
     assert mae(res.image, gt.source_render.image, ~gt.region) < MAE_OUTSIDE

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from semedit.methods import REGISTRY, EditRequest
+from semedit.methods import REGISTRY, EditRequest, run_edit
 from semedit.methods.sdedit import SDEditConfig, sdedit
 
 
@@ -17,7 +17,7 @@ def test_sdedit_agrees_with_diffusers_img2img(tiny):
 
     cfg = SDEditConfig(strength=0.6, steps=10, guidance_scale=5.0)
     req = EditRequest(_image(), "a cartoon woman, laughing")
-    res = sdedit(tiny, req, cfg, seed=3)
+    res = run_edit("sdedit", tiny, req, cfg, seed=3)
     pipe = StableDiffusionImg2ImgPipeline(vae=tiny.vae, text_encoder=tiny.text_encoder, tokenizer=tiny.tokenizer,
                                           unet=tiny.unet, scheduler=DDIMScheduler.from_config(tiny.scheduler_config),
                                           safety_checker=None, feature_extractor=None, requires_safety_checker=False)
@@ -33,10 +33,10 @@ def test_sdedit_agrees_with_diffusers_img2img(tiny):
 
 def test_requests_are_validated(tiny):
     with pytest.raises(ValueError, match="needs 16x16"):
-        sdedit(tiny, EditRequest(np.zeros((32, 32, 3), np.uint8), "x"))
+        run_edit("sdedit", tiny, EditRequest(np.zeros((32, 32, 3), np.uint8), "x"))
     with pytest.raises(ValueError, match="mask is empty"):
-        sdedit(tiny, EditRequest(_image(), "x", mask=np.zeros((16, 16))))
-    with pytest.raises(ValueError, match="unknown condition type 'depth'"):
-        sdedit(tiny, EditRequest(_image(), "x", controls={"depth": np.zeros((16, 16, 3), np.uint8)}))
+        run_edit("sdedit", tiny, EditRequest(_image(), "x", mask=np.zeros((16, 16))))
+    with pytest.raises(ValueError, match="takes no layout conditions"):
+        run_edit("sdedit", tiny, EditRequest(_image(), "x", controls={"depth": np.zeros((16, 16, 3), np.uint8)}))
     with pytest.raises(ValueError, match="strength"):
         SDEditConfig(strength=1.5)

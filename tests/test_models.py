@@ -7,8 +7,8 @@ import torch
 from safetensors.torch import load_file
 
 from semedit.models.backbone import BackboneNotFound, load_backbone
-from semedit.models.data import RenderCache
-from semedit.models.training import TrainConfig
+from semedit.training.data import RenderCache
+from semedit.training.loop import TrainConfig
 
 from tests.helpers import tiny_sd_folder as _tiny_sd_folder
 
@@ -25,7 +25,7 @@ TINY_UNET = dict(sample_size=16, in_channels=4, out_channels=4, layers_per_block
 
 @pytest.fixture(scope="module")
 def tiny_cache(tmp_path_factory):
-    from semedit.models.data import PairCache
+    from semedit.training.data import PairCache
 
     root = tmp_path_factory.mktemp("cache")
     RenderCache.build(root / "train", 8, seed=1, workers=1)
@@ -70,7 +70,7 @@ def test_missing_models_are_clear_errors(tmp_path, monkeypatch):
 
 def test_training_resumes_exactly(tiny_cache, tmp_path):
     """Two steps, stop, two more steps == four steps in one go (weights equal)."""
-    from semedit.models.train_vae import train_vae
+    from semedit.training.vae import train_vae
 
     cfg = TrainConfig(steps=2, batch_size=2, lr=1e-3, warmup=1, checkpoint_every=1, log_every=1, seed=0)
     train_vae(tiny_cache, tmp_path / "a", tmp_path / "a_out", cfg, config=TINY_VAE, eval_n=4)
@@ -102,7 +102,7 @@ def test_decoder_finetune_keeps_the_encoder_and_resumes(tiny_cache, tmp_path):
     """`train vae --decoder-only`: the decoder moves, the encoder (the latent space) does not; resumable."""
     from diffusers import AutoencoderKL
 
-    from semedit.models.train_vae import finetune_decoder
+    from semedit.training.vae import finetune_decoder
 
     torch.manual_seed(0)
     AutoencoderKL(**TINY_VAE).save_pretrained(tmp_path / "vae")
@@ -121,7 +121,7 @@ def test_decoder_finetune_keeps_the_encoder_and_resumes(tiny_cache, tmp_path):
 
 
 def test_iris_mask_finds_the_iris_and_weights_the_loss():
-    from semedit.models.train_vae import iris_mask, reconstruction_loss
+    from semedit.training.vae import iris_mask, reconstruction_loss
     from semedit.world import render, sample_record
     from semedit.world.render import SEG_CLASSES
 
@@ -146,7 +146,7 @@ def test_time_budget_shortens_the_run_to_the_measured_pace(tmp_path):
     (timed over steps 2-4 of an 8-step warm-up) and ends there, with the schedule and the saved config
     following; a resumed run fits its new budget at once to the recorded pace; a run whose pace is never
     measured stops at 1.2x the budget."""
-    from semedit.models.training import TrainRun
+    from semedit.training.loop import TrainRun
 
     def loss_fn(step, g):
         time.sleep(0.05)
@@ -181,7 +181,8 @@ def test_time_budget_shortens_the_run_to_the_measured_pace(tmp_path):
 def test_latent_centering_keeps_reconstructions(tiny_cache):
     from diffusers import AutoencoderKL
 
-    from semedit.models.train_vae import center_latents, to_tensor
+    from semedit.models.images import to_tensor
+    from semedit.training.vae import center_latents
 
     torch.manual_seed(0)
     vae = AutoencoderKL(**TINY_VAE).eval()
@@ -199,7 +200,7 @@ def test_latent_centering_keeps_reconstructions(tiny_cache):
 def test_tokenizer_is_clip_format(tmp_path):
     from transformers import CLIPTokenizer
 
-    from semedit.models.train_clip import train_tokenizer
+    from semedit.training.clip import train_tokenizer
 
     train_tokenizer(tmp_path / "tok", vocab_size=600)
     tok = CLIPTokenizer.from_pretrained(tmp_path / "tok")
@@ -215,8 +216,9 @@ def test_unet_and_controlnet_training_run_on_a_tiny_family(tiny_cache, tmp_path)
     from diffusers import AutoencoderKL, ControlNetModel
     from transformers import CLIPConfig, CLIPModel
 
-    from semedit.models.train_controlnet import train_controlnet
-    from semedit.models.train_unet import load_text_encoder, train_unet
+    from semedit.training.controlnet import train_controlnet
+    from semedit.models.text import load_text_encoder
+    from semedit.training.unet import train_unet
 
     pipe = _tiny_sd_folder(tmp_path / "sd")
     family = tmp_path / "family"
@@ -255,7 +257,7 @@ def test_unet_and_controlnet_training_run_on_a_tiny_family(tiny_cache, tmp_path)
 
 
 def test_face_loss_weights_follow_the_face():
-    from semedit.models.train_unet import diffusion_loss, face_loss_weights
+    from semedit.training.diffusion import diffusion_loss, face_loss_weights
     from semedit.world import render, sample_record
     from semedit.world.render import SEG_CLASSES
 
@@ -283,7 +285,7 @@ def test_clip_training_runs_and_measures(tiny_cache, tmp_path):
     from transformers import CLIPModel, CLIPTextModel
 
     from semedit.models.toon64 import TOON64_DIR
-    from semedit.models.train_clip import train_clip
+    from semedit.training.clip import train_clip
 
     cfg = TrainConfig(steps=2, batch_size=4, lr=1e-3, warmup=1, checkpoint_every=2, log_every=1, seed=0)
     report = train_clip(tiny_cache, TOON64_DIR / "tokenizer", tmp_path / "run", tmp_path / "out", cfg, eval_n=4)
@@ -301,7 +303,7 @@ def test_clip_training_runs_and_measures(tiny_cache, tmp_path):
 def test_evaluator_training_sees_every_image_reconstructed_resumes_and_goes_on(tiny_cache, tmp_path):
     from semedit.models.evaluator import ToonEvaluator
     from semedit.models.toon64 import TOON64_DIR
-    from semedit.models.train_evaluator import FaceAugment, train_evaluator
+    from semedit.training.evaluator import FaceAugment, train_evaluator
     from semedit.world import CATEGORICAL
 
     cfg = TrainConfig(steps=1, batch_size=4, lr=1e-3, warmup=1, checkpoint_every=1, log_every=1, seed=0)
@@ -338,7 +340,7 @@ def test_evaluator_training_sees_every_image_reconstructed_resumes_and_goes_on(t
 def test_face_crop_aligns_the_face_at_its_pose():
     """The face branch reads the face upright and at one size wherever the head sits and however it tilts."""
     from semedit.models.evaluator import ToonEvaluator
-    from semedit.models.train_evaluator import with_face_branch
+    from semedit.training.evaluator import with_face_branch
     from semedit.world import ToonRecord, render
 
     torch.manual_seed(0)
@@ -397,7 +399,7 @@ def test_evaluator_heads_and_round_trip(tmp_path, pooling, face):
 
 
 def test_caption_labels_name_what_the_caption_says():
-    from semedit.models.train_clip import caption_labels
+    from semedit.training.clip import caption_labels
     from semedit.world import CATEGORICAL, sample_record
 
     rng = np.random.default_rng(0)
@@ -414,7 +416,7 @@ def test_clip_attribute_losses_train_resume_and_save_plain_clip(tiny_cache, tmp_
     from transformers import CLIPModel
 
     from semedit.models.toon64 import TOON64_DIR
-    from semedit.models.train_clip import AttributeHeads, train_clip
+    from semedit.training.clip import AttributeHeads, train_clip
 
     heads = AttributeHeads(8)
     pooled = torch.randn(2, 8)
@@ -453,7 +455,7 @@ def test_clip_attribute_losses_train_resume_and_save_plain_clip(tiny_cache, tmp_
 
 
 def test_hard_negatives_change_one_attribute_the_caption_names():
-    from semedit.models.train_clip import hard_negatives
+    from semedit.training.clip import hard_negatives
     from semedit.world import CATEGORICAL, describe, sample_record
 
     for i in range(30):
@@ -472,7 +474,7 @@ def test_hard_negatives_change_one_attribute_the_caption_names():
 
 
 def test_image_labels_are_what_the_image_shows():
-    from semedit.models.train_clip import image_labels
+    from semedit.training.clip import image_labels
     from semedit.world import CATEGORICAL, sample_record
 
     rec = sample_record(3).replace(eyes="closed", costume="sheep")
@@ -483,7 +485,7 @@ def test_image_labels_are_what_the_image_shows():
 
 
 def test_contrastive_loss_with_negatives():
-    from semedit.models.train_clip import contrastive_loss_with_negatives
+    from semedit.training.clip import contrastive_loss_with_negatives
 
     torch.manual_seed(0)
     logits = torch.randn(4, 4)

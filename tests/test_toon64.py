@@ -83,7 +83,7 @@ def test_generation_is_deterministic(toon):
 
 @pytest.mark.skipif(not TRAINED_CONTROLNETS, reason="no toon-64 ControlNet trained yet")
 def test_controlnets_are_trained_off_zero(toon):
-    from semedit.models.train_controlnet import control_tensor
+    from semedit.models.images import control_tensor
 
     x = torch.randn(1, 4, 16, 16)
     cond = toon.text_encoder(toon.tokenizer([""], padding="max_length", max_length=77, return_tensors="pt").input_ids)[0]

@@ -7,8 +7,9 @@ from diffusers import AutoencoderKL
 from transformers import CLIPModel, CLIPTextModel, CLIPTokenizer
 
 from semedit.models.toon64 import TOON64_DIR
-from semedit.models.train_clip import image_features, text_features, tokenize
-from semedit.models.train_vae import psnr, reconstruct
+from semedit.models.text import image_features, text_features, tokenize
+from semedit.models.vae import reconstruct
+from semedit.training.vae import heldout_psnr as psnr
 from semedit.world import ToonRecord, captions, record_seed, render, sample_record
 
 

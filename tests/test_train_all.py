@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from semedit.models.train_all import PARTS, Clock, TrainAllPlan, step_budget
+from semedit.training.train_all import PARTS, Clock, TrainAllPlan, step_budget
 
 
 def _simulate(plan, overrun=None):

@@ -1,5 +1,5 @@
-"""Conditions and the U-Net call: text embeddings, ControlNet layout inputs, VAE encode/decode, and
-noise prediction for several guidance branches in one U-Net batch."""
+"""Conditions and the U-Net call: text embeddings, ControlNet layout inputs, VAE encode/decode, the
+condition pair of an edit, and noise prediction for several guidance branches in one U-Net batch."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ..models.train_vae import to_tensor, to_uint8
+from ..models import vae as vae_io
+from ..models.images import control_tensor
+from ..models.text import encode_prompts
 
 
 @dataclass
@@ -19,30 +21,49 @@ class Condition:
     controls: dict[str, tuple[torch.Tensor, float]] = field(default_factory=dict)
 
 
-@torch.no_grad()
+@dataclass(frozen=True)
+class EditConditions:
+    """The original condition C_0 and the edit condition C_EDIT (ITO §3.2; DiffEdit's source and target
+    prompts), each with the null branch of its classifier-free guidance. Without `own_edit_null` (the
+    layouts agree) C_0's null branch serves both and is evaluated once."""
+    source: Condition
+    edit: Condition
+    source_null: Condition
+    own_edit_null: Condition | None = None
+
+    @property
+    def edit_null(self) -> Condition:
+        return self.source_null if self.own_edit_null is None else self.own_edit_null
+
+    def branches(self, guided: bool) -> list[Condition]:
+        """The distinct branches to evaluate, in U-Net batch order: [C_0, C_EDIT], or with guidance
+        [null_0, C_0, (null_EDIT,) C_EDIT]."""
+        if not guided:
+            return [self.source, self.edit]
+        return [self.source_null, self.source, *([] if self.own_edit_null is None else [self.own_edit_null]),
+                self.edit]
+
+
 def encode_text(backbone, texts: list[str]) -> torch.Tensor:
-    """Last hidden states padded to the tokenizer's length (77), as the SD pipelines compute them."""
-    tok = backbone.tokenizer(list(texts), padding="max_length", max_length=backbone.tokenizer.model_max_length,
-                             truncation=True, return_tensors="pt")
-    return backbone.text_encoder(tok.input_ids.to(backbone.device))[0]
+    """Prompt embeddings (N, L, D) padded to the tokenizer's length, as the SD pipelines compute them."""
+    return encode_prompts(backbone.text_encoder, backbone.tokenizer, texts)
 
 
+@torch.no_grad()
 def encode_image(backbone, images: np.ndarray) -> torch.Tensor:
-    """Scaled VAE latents (posterior mean) of uint8 images."""
+    """Scaled VAE latents (posterior mean) of uint8 images (HxWx3 or NxHxWx3)."""
     a = np.asarray(images)
-    x = to_tensor(a[None] if a.ndim == 3 else a).to(backbone.device, backbone.dtype)
-    return backbone.vae.encode(x).latent_dist.mode() * backbone.vae.config.scaling_factor
+    return vae_io.encode_latents(backbone.vae, a[None] if a.ndim == 3 else a)
 
 
 def decode_latents(backbone, z: torch.Tensor) -> np.ndarray:
-    return to_uint8(backbone.vae.decode(z / backbone.vae.config.scaling_factor).sample)
+    """uint8 NxHxWx3 images of scaled latents."""
+    return vae_io.decode_latents(backbone.vae, z)
 
 
 def control_map(backbone, layout: np.ndarray) -> torch.Tensor:
     """A uint8 layout map (HxWx3 drawing or HxW scribble) as a ControlNet input (1, 3, H, W) in
-    [0, 1], converted exactly as the ControlNets were trained (models.train_controlnet)."""
-    from ..models.train_controlnet import control_tensor
-
+    [0, 1], converted exactly as the ControlNets were trained."""
     a = np.asarray(layout)
     if a.dtype != np.uint8 or a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] != 3):
         raise ValueError(f"a layout map must be uint8 HxWx3 or HxW, got {a.dtype} {a.shape}")
@@ -86,15 +107,14 @@ def predict_noise(backbone, x: torch.Tensor | list[torch.Tensor], t: int,
 
 class GuidedNoise:
     """eps(x, t) with classifier-free guidance between a null and a conditioned branch (scale 1:
-    the conditioned branch alone, one U-Net evaluation), counting U-Net evaluations."""
+    the conditioned branch alone, one U-Net evaluation): guidance as a wrapper around the model."""
 
     def __init__(self, backbone, null: Condition, cond: Condition, scale: float):
         from .guidance import nested_guidance
 
-        self.backbone, self.scale, self.calls = backbone, float(scale), 0
+        self.backbone, self.scale = backbone, float(scale)
         self.branches = [cond] if self.scale == 1 else [null, cond]
         self._combine = (lambda p: p[0]) if self.scale == 1 else (lambda p: nested_guidance(p, [self.scale]))
 
     def __call__(self, x: torch.Tensor, t: int) -> torch.Tensor:
-        self.calls += len(self.branches) * x.shape[0]
         return self._combine(predict_noise(self.backbone, x, t, self.branches))

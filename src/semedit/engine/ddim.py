@@ -15,6 +15,8 @@ from typing import Callable
 import torch
 
 EpsFn = Callable[[torch.Tensor, int], torch.Tensor]  # (latents, timestep) -> predicted noise
+StepHook = Callable[[int, torch.Tensor], torch.Tensor]  # (level, latents) -> latents to go on with
+Callback = Callable[[int, torch.Tensor, torch.Tensor], None]  # (level, latents, predicted x0): observes only
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ def seeded_noise(shape, seed: int, like: torch.Tensor) -> torch.Tensor:
 
 
 def predict_x0(x: torch.Tensor, eps: torch.Tensor, a) -> torch.Tensor:
+    """The clean latent that noise `eps` at level alpha `a` implies (DDIM Eq. 12's first term)."""
     a = float(a)
     return (x - (1 - a) ** 0.5 * eps) / a**0.5
 
@@ -100,17 +103,20 @@ def ddim_invert(eps_fn: EpsFn, x0: torch.Tensor, schedule: Schedule, stop_index:
 
 
 def ddim_sample(eps_fn: EpsFn, x: torch.Tensor, schedule: Schedule, start_index: int = 0,
-                after_step: Callable[[int, torch.Tensor], torch.Tensor] | None = None,
-                before_step: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """Deterministic DDIM (eta = 0) from level `start_index` to level N. `after_step(level, x)`
-    may replace the latent reaching each level (masked blending); `before_step(level, x)` may
-    replace the latent at each level before its noise is predicted (inference-time latent
-    updates: ITO paper Eq. 3-6, y_t -> y'_t, then y'_t goes into the U-Net)."""
+                before_step: StepHook | None = None, after_step: StepHook | None = None,
+                callback: Callback | None = None) -> torch.Tensor:
+    """Deterministic DDIM (eta = 0) from level `start_index` to level N. `before_step(level, x)` may
+    replace the latent at each level before its noise is predicted (inference-time latent updates:
+    ITO paper Eq. 3-6, y_t -> y'_t, then y'_t goes into the U-Net); `after_step(level, x)` may replace
+    the latent reaching each level (masked blending); `callback(level, x, predicted_x0)` only observes."""
     ts, al = schedule.timesteps, schedule.alphas
     for i in range(start_index, schedule.num_steps):
         if before_step is not None:
             x = before_step(i, x)
-        x = ddim_update(x, eps_fn(x, ts[i]), al[i], al[i + 1])
+        eps = eps_fn(x, ts[i])
+        if callback is not None:
+            callback(i, x, predict_x0(x, eps, al[i]))
+        x = ddim_update(x, eps, al[i], al[i + 1])
         if after_step is not None:
             x = after_step(i + 1, x)
     return x
@@ -126,12 +132,18 @@ def ddpm_posterior(x_t: torch.Tensor, x0: torch.Tensor, a_t, a_prev) -> tuple[to
     return mean, var
 
 
-def scheduler_sample(eps_fn: EpsFn, x: torch.Tensor, scheduler, start_index: int = 0,
-                     after_step: Callable[[int, torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
-    """Sample with any diffusers scheduler whose timesteps are set (UniPC, as the MCDM paper uses
-    with 20 steps, supp. §1.2-1.3; DPM-Solver; ...). `after_step(i + 1, x)` as in `ddim_sample`."""
-    for i, t in enumerate(scheduler.timesteps[start_index:], start=start_index):
-        x = scheduler.step(eps_fn(scheduler.scale_model_input(x, t), int(t)), t, x).prev_sample
+def scheduler_sample(eps_fn: EpsFn, x: torch.Tensor, schedule, start_index: int = 0,
+                     before_step: StepHook | None = None, after_step: StepHook | None = None,
+                     callback: Callback | None = None) -> torch.Tensor:
+    """`ddim_sample`'s contract with any diffusers scheduler as `schedule` (its timesteps set): UniPC, as
+    the MCDM paper uses with 20 steps (supp. §1.2-1.3), DPM-Solver, ..."""
+    for i, t in enumerate(schedule.timesteps[start_index:], start=start_index):
+        if before_step is not None:
+            x = before_step(i, x)
+        eps = eps_fn(schedule.scale_model_input(x, t), int(t))
+        if callback is not None:
+            callback(i, x, predict_x0(x, eps, schedule.alphas_cumprod[int(t)]))
+        x = schedule.step(eps, t, x).prev_sample
         if after_step is not None:
             x = after_step(i + 1, x)
     return x

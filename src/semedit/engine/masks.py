@@ -4,9 +4,13 @@ tensors (B, 1, H, W) with values in [0, 1]; binary masks hold only 0 and 1."""
 
 from __future__ import annotations
 
-
+import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .conditioning import EditConditions, predict_noise
+from .ddim import q_sample, seeded_noise
+from .guidance import nested_guidance
 
 
 def noise_difference(eps_a: torch.Tensor, eps_b: torch.Tensor, samples: int = 1) -> torch.Tensor:
@@ -18,76 +22,41 @@ def noise_difference(eps_a: torch.Tensor, eps_b: torch.Tensor, samples: int = 1)
     return d.reshape(-1, samples, *d.shape[1:]).mean(dim=1)
 
 
-def _check_mask_inputs(z0, samples, guidance_scale, source_null, edit_null) -> None:
+def check_mask_inputs(z0: torch.Tensor, samples: int) -> None:
     if z0.shape[0] != 1:
         raise ValueError(f"the edit mask takes one latent (batch 1), got batch {z0.shape[0]}")
     if samples < 1:
         raise ValueError(f"samples must be >= 1, got {samples}")
-    if float(guidance_scale) != 1.0 and (source_null is None or edit_null is None):
-        raise ValueError("guidance_scale != 1 needs the null branches source_null and edit_null")
 
 
-def estimate_edit_mask(backbone, z0: torch.Tensor, schedule, level: int, source, edit, samples: int, seed: int,
-                       guidance_scale: float = 1.0, source_null=None, edit_null=None) -> tuple[torch.Tensor, int]:
+def estimate_edit_mask(backbone, z0: torch.Tensor, schedule, level: int, conds: EditConditions, samples: int,
+                       seed: int, guidance_scale: float = 1.0) -> torch.Tensor:
     """The raw edit map of one input latent z0 (1, C, h, w): z0 is encoded with `samples` random
-    noises (one seeded generator) to sampling level `level`, the U-Net predicts the noise under the
-    `source` and the `edit` Condition (text, layout or both), and |eps_edit - eps_source| is
-    averaged over channels and samples (DiffEdit's mask; ITO paper Eq. 7, which contrasts layout
-    conditions too). Returns the (1, 1, h, w) map, not normalised, and the U-Net evaluations used.
+    noises (one seeded generator) to sampling level `level`, the U-Net predicts the noise under C_0
+    and C_EDIT (`conds`: text, layout or both), and |eps_edit - eps_source| is averaged over channels
+    and samples (DiffEdit's mask; ITO paper Eq. 7, which contrasts layout conditions too). Returns the
+    (1, 1, h, w) map, not normalised.
 
-    With `guidance_scale != 1` each prediction is classifier-free guided against its null branch
-    (`source_null`, `edit_null`), as diffusers' DiffEdit `generate_mask` does; branches that are
-    the same object are evaluated once, all in one U-Net batch."""
-    from .conditioning import predict_noise
-    from .ddim import q_sample, seeded_noise
-    from .guidance import nested_guidance
-
-    _check_mask_inputs(z0, samples, guidance_scale, source_null, edit_null)
+    With `guidance_scale != 1` each prediction is classifier-free guided against its null branch, as
+    diffusers' DiffEdit `generate_mask` does; all branches go through the U-Net in one batch."""
+    check_mask_inputs(z0, samples)
     guided = float(guidance_scale) != 1.0
-    wanted = [source_null, source, edit_null, edit] if guided else [source, edit]
-    branches = []
-    for c in wanted:
-        if not any(c is b for b in branches):
-            branches.append(c)
     x = q_sample(z0, seeded_noise((samples, *z0.shape[1:]), seed, z0), schedule.alphas[level])
-    eps = dict(zip(map(id, branches), predict_noise(backbone, x, schedule.timesteps[level], branches)))
-    if guided:
-        e_src = nested_guidance([eps[id(source_null)], eps[id(source)]], [guidance_scale])
-        e_edit = nested_guidance([eps[id(edit_null)], eps[id(edit)]], [guidance_scale])
+    preds = predict_noise(backbone, x, schedule.timesteps[level], conds.branches(guided))
+    if guided:  # [null_0, C_0, (null_EDIT,) C_EDIT]
+        null_src, e_src, *rest = preds
+        null_edit, e_edit = rest if len(rest) == 2 else (null_src, rest[0])
+        e_src = nested_guidance([null_src, e_src], [guidance_scale])
+        e_edit = nested_guidance([null_edit, e_edit], [guidance_scale])
     else:
-        e_src, e_edit = eps[id(source)], eps[id(edit)]
-    return noise_difference(e_edit, e_src, samples=samples), len(branches) * samples
+        e_src, e_edit = preds
+    return noise_difference(e_edit, e_src, samples=samples)
 
 
-def estimate_edit_mask_by_sampling(backbone, z0: torch.Tensor, schedule, start: int, source, edit, samples: int,
-                                   seed: int, guidance_scale: float = 1.0, source_null=None,
-                                   edit_null=None) -> tuple[torch.Tensor, int]:
-    """The raw edit map from two backward diffusions (ITO paper §3.2, Eq. 7): z0 is encoded with
-    `samples` random noises to level `start` (x_E(s)), DDIM-sampled under the `source` and under
-    the `edit` Condition, and the noise predictions of each run at the last sampling timestep are
-    contrasted, |eps(x_1, 1, C_EDIT, s) - eps(x_1, 1, C_0, s)|, averaged over channels and seeds.
-    The two runs go down side by side, every step's branches of both in one U-Net batch.
-    Returns the (1, 1, h, w) map, not normalised, and the U-Net evaluations used."""
-    from .conditioning import predict_noise
-    from .ddim import ddim_sample, q_sample, seeded_noise
-    from .guidance import nested_guidance
-
-    _check_mask_inputs(z0, samples, guidance_scale, source_null, edit_null)
-    guided = float(guidance_scale) != 1.0
-    runs = [[null, cond] if guided else [cond] for null, cond in ((source_null, source), (edit_null, edit))]
-    last = {}
-
-    def eps_fn(x, t):  # x: the C_0 run and the C_EDIT run stacked
-        halves = x.chunk(2)
-        preds = iter(predict_noise(backbone, [h for h, r in zip(halves, runs) for _ in r], t, sum(runs, [])))
-        eps = [nested_guidance([next(preds) for _ in r], [guidance_scale] * (len(r) - 1)) for r in runs]
-        last["eps"] = eps  # the prediction of the last timestep is what remains
-        return torch.cat(eps)
-
-    x_e = q_sample(z0, seeded_noise((samples, *z0.shape[1:]), seed, z0), schedule.alphas[start])
-    ddim_sample(eps_fn, torch.cat([x_e, x_e]), schedule, start)
-    calls = 2 * len(runs[0]) * samples * (schedule.num_steps - start)
-    return noise_difference(last["eps"][1], last["eps"][0], samples=samples), calls
+def user_mask(mask: np.ndarray, size: tuple[int, int], like: torch.Tensor) -> torch.Tensor:
+    """A user's HxW mask (nonzero = may change) as a binary (1, 1, h, w) mask on the latent grid, on
+    `like`'s device and dtype (a latent cell may change if any of its pixels may)."""
+    return resize(torch.from_numpy((np.asarray(mask) > 0).astype(np.float32))[None, None], size).to(like)
 
 
 def normalise(m: torch.Tensor, mode: str = "minmax", clamp_ratio: float = 3.0) -> torch.Tensor:
@@ -154,6 +123,3 @@ def blend(x: torch.Tensor, source: torch.Tensor, mask: torch.Tensor) -> torch.Te
     """mask * x + (1 - mask) * source: keep the source outside the mask (DiffEdit decoding; the
     pixel-guidance paper's Eq. 10-11)."""
     return mask * x + (1 - mask) * source
-
-
-

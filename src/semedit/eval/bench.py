@@ -22,7 +22,7 @@ from PIL import Image
 
 from ..models.evaluator import segmentation_accuracy
 from ..world import (CATEGORICAL, IDENTITY_FIELDS, CAPTION_FIELDS, GroundTruthEdit, describe, ground_truth_edit,
-                     observable, render, sample_record)
+                     layout_map, observable, render, resize_square, sample_record)
 from .metrics import frechet_distance, mae, psnr, ssim
 from .paper_nets import PaperNets, arcface_similarity, inception_features, lpips_distance
 
@@ -74,10 +74,6 @@ class BenchTask:
         return getattr(self.edit.target, self.attribute)
 
 
-def _layout_map(r, kind: str) -> np.ndarray:
-    return r.pose if kind == "pose" else np.repeat(r.scribble[..., None], 3, axis=2)
-
-
 def make_task(kind: str, index: int, seed: int = 0) -> BenchTask:
     """Task `index` of `kind`: deterministic from (seed, kind, index); sources are redrawn until the
     judged attribute is visible before and after the edit."""
@@ -108,21 +104,13 @@ def make_task(kind: str, index: int, seed: int = 0) -> BenchTask:
     else:  # layout edits keep the text, which does not name the changed attribute
         fields = [f for f in CAPTION_FIELDS if f != tk.caption_field]
         sp = tp = describe(src, fields)
-        controls = {tk.condition: _layout_map(e.target_render, tk.condition)}
-        source_controls = {tk.condition: _layout_map(e.source_render, tk.condition)}
+        controls = {tk.condition: layout_map(e.target_render, tk.condition)}
+        source_controls = {tk.condition: layout_map(e.source_render, tk.condition)}
     return BenchTask(kind, index, int(ss.generate_state(1)[0]), e, sp, tp, controls, source_controls)
 
 
 def make_tasks(kinds, n: int, seed: int = 0) -> list[BenchTask]:
     return [make_task(k, i, seed) for k in kinds for i in range(n)]
-
-
-def _resize(img: np.ndarray, size: int) -> np.ndarray:
-    if img.shape[0] == size:
-        return img
-    pil = Image.fromarray(img)
-    resample = Image.NEAREST if img.ndim == 2 else (Image.BICUBIC if size > img.shape[0] else Image.BOX)
-    return np.asarray(pil.resize((size, size), resample))
 
 
 class PeakMemory:
@@ -163,10 +151,10 @@ def task_request(task: BenchTask, size: int):
     """The EditRequest a method gets for a task, at the model's image size."""
     from ..methods import EditRequest
 
-    return EditRequest(image=_resize(task.edit.source_render.image, size), target_prompt=task.target_prompt,
+    return EditRequest(image=resize_square(task.edit.source_render.image, size), target_prompt=task.target_prompt,
                        source_prompt=task.source_prompt,
-                       controls={k: _resize(v, size) for k, v in task.controls.items()},
-                       source_controls={k: _resize(v, size) for k, v in task.source_controls.items()})
+                       controls={k: resize_square(v, size) for k, v in task.controls.items()},
+                       source_controls={k: resize_square(v, size) for k, v in task.source_controls.items()})
 
 
 def run_method(method: str, backbone, tasks: list[BenchTask], config=None, progress=None) -> list[dict]:
@@ -188,7 +176,7 @@ def run_method(method: str, backbone, tasks: list[BenchTask], config=None, progr
             continue
         mem.reset()
         result = run_edit(method, backbone, task_request(task, size), config, seed=task.seed)
-        rows.append({**row, "output": _resize(result.image, TASK_SIZE), "unet_evaluations": result.unet_evaluations,
+        rows.append({**row, "output": resize_square(result.image, TASK_SIZE), "unet_evaluations": result.unet_evaluations,
                      "seconds": result.provenance["seconds"], "peak_memory_mib": round(mem.peak_mib(), 1)})
     return rows
 
@@ -318,7 +306,7 @@ def markdown_table(summary: dict, frechet: dict, kinds, fid: dict | None = None,
 
 def grid(tasks: list[BenchTask], rows: list[dict], methods: list[str], per_kind: int = 2, zoom: int = 2):
     """Input | target condition | ground truth | each method, `per_kind` tasks of every kind, labelled."""
-    from ..world.sheets import _grid, _labelled
+    from ..world.sheets import grid as grid_of, labelled, zoom_nearest
 
     by = {(r["method"], r["kind"], r["index"]): r for r in rows}
     cells, left = [], []
@@ -331,9 +319,8 @@ def grid(tasks: list[BenchTask], rows: list[dict], methods: list[str], per_kind:
         row += [by.get((m, t.kind, t.index), {}).get("output", blank) for m in methods]
         cells.append(row)
         left.append(f"{t.kind} -> {t.target_value}")
-    img = Image.fromarray(_grid(cells))
-    img = img.resize((img.width * zoom, img.height * zoom), Image.NEAREST)
-    return _labelled(img, left, ["input", "condition", "ground truth", *methods], (TASK_SIZE + 2) * zoom, 2 * zoom)
+    img = zoom_nearest(grid_of(cells), zoom)
+    return labelled(img, left, ["input", "condition", "ground truth", *methods], (TASK_SIZE + 2) * zoom, 2 * zoom)
 
 
 def run_benchmark(backbone, evaluator, methods: list[str], kinds, n: int, out_dir, seed: int = 0,

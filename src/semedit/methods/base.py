@@ -9,7 +9,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ..engine.conditioning import Condition, control_map, encode_text
+from ..engine.conditioning import Condition, EditConditions, control_map, encode_text
+from ..engine.counting import count_network_calls
 
 
 @dataclass
@@ -52,23 +53,11 @@ class EditRequest:
                     raise ValueError(f"{kind}[{name!r}] is {np.asarray(m).shape}; it must be {size}x{size}")
 
 
-@dataclass
-class EditConditions:
-    """The original condition C_0 and the edit condition C_EDIT (§3.2), each with its null branch
-    for classifier-free guidance (the negative prompt with the same layout maps, as diffusers'
-    ControlNet pipelines apply the ControlNet to both halves)."""
-    source: Condition
-    edit: Condition
-    source_null: Condition
-    edit_null: Condition
-
-
 def edit_conditions(backbone, request: EditRequest, negative_prompt: str = "",
                     controlnet_scale: float = 1.0) -> EditConditions:
     """C_0 and C_EDIT from a request: text (source / target prompt) and layouts (source_controls /
     controls), any combination (§3.2, supp. A.4.1). A layout map given only in source_controls is
     held fixed (in both conditions). Bad combinations are clear errors, before any U-Net runs."""
-    request.validate(backbone.image_size, backbone.controlnets)
     missing = [n for n in request.controls if n not in request.source_controls]
     if missing:
         raise ValueError(f"target layout map(s) {', '.join(missing)} given without the input's own map "
@@ -85,9 +74,15 @@ def edit_conditions(backbone, request: EditRequest, negative_prompt: str = "",
     s = controlnet_scale
     src_controls = {n: (m, s) for n, m in src_maps.items()}
     edit_controls = {n: (m, s) for n, m in edit_maps.items()}
-    source_null = Condition(null, src_controls)
-    edit_null = Condition(null, edit_controls) if changed else source_null  # one branch when layouts agree
-    return EditConditions(Condition(source, src_controls), Condition(target, edit_controls), source_null, edit_null)
+    edit_null = Condition(null, edit_controls) if changed else None  # layouts agree: one null branch
+    return EditConditions(Condition(source, src_controls), Condition(target, edit_controls),
+                          Condition(null, src_controls), edit_null)
+
+
+def setting(default, help: str):
+    """A method config field: its default (the paper's) and its help text, with the paper's section, which
+    the command line and the app show."""
+    return field(default=default, metadata={"help": help})
 
 
 @dataclass
@@ -95,8 +90,8 @@ class EditResult:
     image: np.ndarray  # uint8 HxWx3
     mask: np.ndarray | None  # float HxW in [0, 1]: where the method allowed change
     intermediates: dict[str, object]  # named pictures and tensors (inverted latents, guidance image, ...)
-    provenance: dict  # method, config, seed, model
-    unet_evaluations: int = 0
+    provenance: dict  # method, config, seed, model; `run_edit` adds seconds and network calls
+    unet_evaluations: int = 0  # set by `run_edit`
 
 
 @dataclass
@@ -160,8 +155,11 @@ def parse_setting(method: str, name: str, value: str):
         raise ValueError(f"{name} needs a {t.__name__}, got {value!r}") from None
 
 
-def run_edit(method: str, backbone, request: EditRequest, config=None, seed: int = 0) -> EditResult:
-    """Run a registered method, recording its wall time in the provenance."""
+def run_edit(method: str, backbone, request: EditRequest, config=None, seed: int = 0,
+             before_unet: Callable | None = None) -> EditResult:
+    """Check the request, then run a registered method, recording its wall time and network calls in
+    the provenance. `before_unet(NetworkCalls)` runs before every U-Net call (progress; raising stops
+    the edit)."""
     import time
 
     config = make_config(method) if config is None else config
@@ -170,77 +168,11 @@ def run_edit(method: str, backbone, request: EditRequest, config=None, seed: int
     if (request.controls or request.source_controls) and not REGISTRY[method].layout:
         raise ValueError(f"{method} edits with text only; it takes no layout conditions "
                          f"({', '.join(request.controls or request.source_controls)})")
+    request.validate(backbone.image_size, backbone.controlnets)
     t0 = time.perf_counter()
-    result = REGISTRY[method].edit(backbone, request, config, seed)
-    result.provenance["seconds"] = round(time.perf_counter() - t0, 3)
-    result.provenance["unet_evaluations"] = result.unet_evaluations
+    with count_network_calls(backbone, before_unet) as calls:
+        result = REGISTRY[method].edit(backbone, request, config, seed)
+    result.unet_evaluations = calls.unet_evaluations
+    result.provenance.update(seconds=round(time.perf_counter() - t0, 3), unet_evaluations=calls.unet_evaluations,
+                             unet_calls=calls.unet_calls, controlnet_calls=calls.controlnet_calls)
     return result
-
-
-def _picture(value) -> np.ndarray | None:
-    """uint8 RGB or [0, 1] float/bool HxW arrays as uint8 pictures; None for anything else."""
-    if isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 3 and value.shape[2] == 3:
-        return value
-    if isinstance(value, np.ndarray) and value.ndim == 2 and value.dtype != np.uint8:
-        return (np.clip(value.astype(np.float32), 0, 1) * 255).round().astype(np.uint8)
-    return None
-
-
-def result_paths(path, intermediates: dict | None = None) -> list:
-    """Every file `save_result` writes for an output path (to check them before running)."""
-    from pathlib import Path
-
-    path = Path(path)
-    out = [path, path.with_suffix(".json")]
-    if intermediates is not None:
-        out += [path.with_name(f"{path.stem}.{k}.png") for k, v in intermediates.items() if _picture(v) is not None]
-        out.append(path.with_name(f"{path.stem}.intermediates.safetensors"))
-    return out
-
-
-def save_result(result: EditResult, path, save_intermediates: bool = False, overwrite: bool = False) -> list:
-    """Write the edited image (PNG, provenance in its `semedit` text chunk), a JSON sidecar and, if
-    asked, the mask and every intermediate (pictures as PNG, tensors in one safetensors file).
-    Existing files are never replaced unless `overwrite`."""
-    import json
-    from pathlib import Path
-
-    import torch
-    from PIL import Image
-    from PIL.PngImagePlugin import PngInfo
-
-    path = Path(path)
-    pictures = dict(result.intermediates)
-    if result.mask is not None:
-        pictures["mask"] = np.asarray(result.mask, dtype=np.float32)
-    paths = result_paths(path, pictures if save_intermediates else None)
-    if not overwrite:
-        clash = [str(p) for p in paths if p.exists()]
-        if clash:
-            raise FileExistsError(f"{', '.join(clash)} exist(s); pass overwrite=True (--overwrite) to replace")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = PngInfo()
-    meta.add_text("semedit", json.dumps(result.provenance))
-    Image.fromarray(result.image).save(path, pnginfo=meta)
-    written = [path]
-    tensors = {}
-    if save_intermediates:
-        for name, value in pictures.items():
-            pic = _picture(value)
-            if pic is not None:
-                p = path.with_name(f"{path.stem}.{name}.png")
-                Image.fromarray(pic).save(p)
-                written.append(p)
-            elif isinstance(value, torch.Tensor):
-                tensors[name] = value.detach().float().cpu().contiguous()
-            elif isinstance(value, dict) and all(isinstance(v, torch.Tensor) for v in value.values()):
-                tensors.update({f"{name}.{k}": v.detach().float().cpu().contiguous() for k, v in value.items()})
-        if tensors:
-            from safetensors.torch import save_file
-
-            p = path.with_name(f"{path.stem}.intermediates.safetensors")
-            save_file(tensors, str(p))
-            written.append(p)
-    sidecar = path.with_suffix(".json")
-    sidecar.write_text(json.dumps({**result.provenance, "files": [str(p) for p in written]}, indent=2))
-    return [*written, sidecar]

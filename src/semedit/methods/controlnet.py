@@ -11,16 +11,16 @@ import torch
 
 from ..engine.conditioning import GuidedNoise, decode_latents, encode_image
 from ..engine.ddim import ddim_invert, ddim_sample, make_schedule
-from .base import EditRequest, EditResult, edit_conditions, provenance, register
+from .base import EditRequest, EditResult, edit_conditions, provenance, register, setting
 
 
 @dataclass
 class ControlNetEditConfig:
-    steps: int = 25  # DDIM steps (ITO §4: 25)
-    encode_ratio: float = 1.0  # t_E / T (ITO §4: ratio 1)
-    guidance_scale: float = 7.5  # classifier-free guidance (SD 1.5's default)
-    controlnet_scale: float = 1.0  # ControlNet conditioning scale (diffusers' default)
-    negative_prompt: str = ""
+    steps: int = setting(25, "DDIM steps (ITO §4: 25)")
+    encode_ratio: float = setting(1.0, "t_E / T (ITO §4: ratio 1)")
+    guidance_scale: float = setting(7.5, "classifier-free guidance (SD 1.5's default)")
+    controlnet_scale: float = setting(1.0, "ControlNet conditioning scale (diffusers' default)")
+    negative_prompt: str = setting("", "the null branch of classifier-free guidance")
 
     def __post_init__(self):
         if self.steps < 1 or not 0 < self.encode_ratio <= 1:
@@ -43,5 +43,4 @@ def controlnet_edit(backbone, request: EditRequest, config: ControlNetEditConfig
     z = ddim_sample(decode_eps, inverted[start], schedule, start)
     return EditResult(image=decode_latents(backbone, z)[0], mask=None,
                       intermediates={"inverted_latents": inverted, "latents": z},
-                      provenance=provenance("controlnet", config, seed, backbone),
-                      unet_evaluations=invert_eps.calls + decode_eps.calls)
+                      provenance=provenance("controlnet", config, seed, backbone))

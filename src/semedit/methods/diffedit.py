@@ -18,28 +18,29 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from ..engine.conditioning import Condition, GuidedNoise, decode_latents, encode_image, encode_text
+from ..engine.conditioning import Condition, EditConditions, GuidedNoise, decode_latents, encode_image, encode_text
 from ..engine.ddim import ddim_invert, ddim_sample, make_schedule
-from ..engine.masks import blend, estimate_edit_mask, normalise, resize, threshold
-from .base import EditRequest, EditResult, provenance, register
+from ..engine.masks import blend, estimate_edit_mask, normalise, resize, threshold, user_mask
+from .base import EditRequest, EditResult, provenance, register, setting
 
 
 @dataclass
 class DiffEditConfig:
-    steps: int = 50
-    encode_ratio: float = 0.8  # inpaint strength: the share of the schedule inverted and re-decoded
-    guidance_scale: float = 7.5
-    mask_samples: int = 10  # noise samples averaged for the mask
-    mask_encode_strength: float = 0.5
-    mask_clamp_ratio: float = 3.0
-    mask_threshold: float = 0.5
-    inversion_guidance_scale: float = 1.0
-    inversion_eps_timestep: str = "current"  # or "next" (diffusers)
-    blend_with: str = "aligned"  # or "previous" (diffusers)
-    negative_prompt: str = ""
+    steps: int = setting(50, "DDIM steps over the whole schedule (diffusers' DiffEdit: 50)")
+    encode_ratio: float = setting(0.8, "inpaint strength: the share of the schedule inverted and re-decoded "
+                                       "(DiffEdit's encoding ratio; diffusers: 0.8)")
+    guidance_scale: float = setting(7.5, "classifier-free guidance of decoding and mask (diffusers: 7.5)")
+    mask_samples: int = setting(10, "noise samples averaged for the mask (diffusers: 10)")
+    mask_encode_strength: float = setting(0.5, "noise level of the mask's predictions (diffusers: 0.5)")
+    mask_clamp_ratio: float = setting(3.0, "the difference map is clamped at this times its mean (diffusers: 3)")
+    mask_threshold: float = setting(0.5, "binarisation threshold of the normalised map (diffusers: 0.5)")
+    inversion_guidance_scale: float = setting(1.0, "CFG during DDIM inversion (1: none; inversion drifts under CFG)")
+    inversion_eps_timestep: str = setting("current", "noise of the inversion at the latent's own timestep, or "
+                                                     "\"next\" (diffusers)")
+    blend_with: str = setting("aligned", "the inverted latent of the level reached, or \"previous\" (diffusers)")
+    negative_prompt: str = setting("", "the null branch of classifier-free guidance")
 
     def __post_init__(self):
         for name in ("encode_ratio", "mask_encode_strength"):
@@ -53,42 +54,34 @@ class DiffEditConfig:
             raise ValueError(f"inversion_eps_timestep must be 'current' or 'next', got {self.inversion_eps_timestep!r}")
 
 
-def diffedit_mask(backbone, z0, null, source, target, schedule, config: DiffEditConfig, seed: int):
-    """The binary latent mask (1, 1, h, w) and its soft map; U-Net evaluations used."""
-    nc = Condition(null)  # one null branch shared by both guided predictions
-    diff, calls = estimate_edit_mask(backbone, z0, schedule, schedule.start_index(config.mask_encode_strength),
-                                     Condition(source), Condition(target), config.mask_samples, seed,
-                                     config.guidance_scale, source_null=nc, edit_null=nc)
+def diffedit_mask(backbone, z0, conds: EditConditions, schedule, config: DiffEditConfig, seed: int):
+    """The binary latent mask (1, 1, h, w) and its soft map (DiffEdit §3.1)."""
+    diff = estimate_edit_mask(backbone, z0, schedule, schedule.start_index(config.mask_encode_strength), conds,
+                              config.mask_samples, seed, config.guidance_scale)
     soft = normalise(diff, "mean_clamp", config.mask_clamp_ratio)
-    return threshold(soft, config.mask_threshold), soft, calls
+    return threshold(soft, config.mask_threshold), soft
 
 
 @register("diffedit", DiffEditConfig)
 @torch.no_grad()
 def diffedit(backbone, request: EditRequest, config: DiffEditConfig = DiffEditConfig(), seed: int = 0) -> EditResult:
-    request.validate(backbone.image_size, backbone.controlnets)
     z0 = encode_image(backbone, request.image)
     schedule = make_schedule(backbone.scheduler_config, config.steps)
-    null, source, target = encode_text(backbone, [config.negative_prompt, request.source_prompt,
-                                                  request.target_prompt]).chunk(3)
-    calls = 0
+    null, source, target = (Condition(e) for e in encode_text(
+        backbone, [config.negative_prompt, request.source_prompt, request.target_prompt]).chunk(3))
     if request.mask is not None:
-        mask = resize(torch.from_numpy((np.asarray(request.mask) > 0).astype(np.float32))[None, None],
-                      tuple(z0.shape[-2:])).to(z0)
-        soft = mask
-    else:
-        mask, soft, calls = diffedit_mask(backbone, z0, null, source, target, schedule, config, seed)
+        mask = soft = user_mask(request.mask, tuple(z0.shape[-2:]), z0)
+    else:  # one null branch serves both guided predictions
+        mask, soft = diffedit_mask(backbone, z0, EditConditions(source, target, null), schedule, config, seed)
     start = schedule.start_index(config.encode_ratio)
-    invert_eps = GuidedNoise(backbone, Condition(null), Condition(source), config.inversion_guidance_scale)
+    invert_eps = GuidedNoise(backbone, null, source, config.inversion_guidance_scale)
     inverted = ddim_invert(invert_eps, z0, schedule, start, config.inversion_eps_timestep)
     offset = 0 if config.blend_with == "aligned" else 1
-    decode_eps = GuidedNoise(backbone, Condition(null), Condition(target), config.guidance_scale)
+    decode_eps = GuidedNoise(backbone, null, target, config.guidance_scale)
     z = ddim_sample(decode_eps, inverted[start], schedule, start,
                     after_step=lambda level, x: blend(x, inverted[level - offset], mask))
     up = resize(mask, (backbone.image_size,) * 2)[0, 0].cpu().numpy()
     return EditResult(
         image=decode_latents(backbone, z)[0], mask=up,
         intermediates={"mask_latent": mask, "mask_soft": soft, "inverted_latents": inverted, "latents": z},
-        provenance=provenance("diffedit", config, seed, backbone),
-        unet_evaluations=calls + invert_eps.calls + decode_eps.calls)
-
+        provenance=provenance("diffedit", config, seed, backbone))

@@ -51,41 +51,48 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..engine.conditioning import Condition, GuidedNoise, decode_latents, encode_image
+from ..engine.conditioning import Condition, EditConditions, GuidedNoise, decode_latents, encode_image, predict_noise
 from ..engine.ddim import ddim_invert, ddim_sample, make_schedule, q_sample, seeded_noise
-from ..engine.masks import (estimate_edit_mask, estimate_edit_mask_by_sampling, gaussian_blur, normalise, resize,
-                            threshold)
+from ..engine.guidance import nested_guidance
+from ..engine.masks import (check_mask_inputs, estimate_edit_mask, gaussian_blur, noise_difference, normalise, resize,
+                            threshold, user_mask)
 from ..engine.optimise import cosine_distance, masked_squared_error, optimise_latents
-from .base import EditConditions, EditRequest, EditResult, edit_conditions, provenance, register
+from .base import EditRequest, EditResult, edit_conditions, provenance, register, setting
 
 
 @dataclass
 class ITOConfig:
-    steps: int = 25  # DDIM sampling steps (§4: 25)
-    encode_ratio: float = 1.0  # t_E / T, depth of the DDIM inversion (§4: ratio 1, t_E = 25)
-    lam: float = 0.6  # lambda of Eq. 6, preservation vs guidance; 1 = simple edit, no guidance image (§3.2, §4: 0.6)
-    update_steps: int = 15  # t_u: latents are updated in the first t_u decoding steps (§3.2, §4: 15)
-    grad_steps: int = 1  # k: gradient steps per updated timestep (Eq. 3, §4: 1)
-    lr: float = 0.1  # gamma, the learning rate (Eq. 3, §4: Adam, 0.1)
-    optimizer: str = "adam"  # adam (§4) or sgd (Eq. 3's plain gradient step)
-    guidance_cosine: str = "latent"  # Eq. 5's cosine over the whole latent, or "pixel": per latent pixel, summed
-    guidance_update_steps: int = 15  # t_u for the guidance image (§4: same as the edit; A.2 suggests 20)
-    guidance_grad_steps: int = 1  # k for the guidance image (§4: 1; A.2 suggests 30)
-    refine_guidance: bool = False  # refine the guidance image towards the input, lambda = 0 (supp. A.5; off by default)
-    refine_update_steps: int = 6  # t_u of the refinement (A.5: 6)
-    refine_grad_steps: int = 1  # k of the refinement (A.5: 1)
-    guidance_scale: float = 7.5  # classifier-free guidance; not stated in the paper: SD 1.5's default (§4)
-    mask_samples: int = 10  # n seeds averaged in Eq. 7 (§4 follows DiffEdit: n = 10)
-    mask_mode: str = "sampling"  # Eq. 7 after backward diffusions from x_E(s) (§3.2), or "direct" (DiffEdit-style)
-    mask_encode_ratio: float | None = None  # level of x_E(s) in "sampling" mode; None = encode_ratio (§3.2)
-    mask_step: int = -1  # sampling-grid index of the mask timestep in "direct" mode: -1 = the last (Eq. 7)
-    mask_guidance_scale: float = 7.5  # CFG of the mask's predictions (not stated; as the edit and diffusers' DiffEdit)
-    mask_blur_kernel: int = 5  # Gaussian smoothing of the mask (§4; kernel not stated, sigma as torchvision's)
-    mask_threshold: float = 0.1  # tau, on the min-max normalised map (§3.2 Eq. 7, §4: 0.1)
-    inversion_condition: str = "matching"  # matching (input: original, guidance image: edit condition) or null (Eq. 2)
-    inversion_guidance_scale: float = 1.0  # CFG during DDIM inversion (Eq. 2 has none)
-    controlnet_scale: float = 1.0  # ControlNet conditioning scale (not stated; diffusers' default)
-    negative_prompt: str = ""  # the null branch of classifier-free guidance
+    steps: int = setting(25, "DDIM sampling steps (§4: 25)")
+    encode_ratio: float = setting(1.0, "t_E / T, depth of the DDIM inversion (§4: ratio 1, t_E = 25)")
+    lam: float = setting(0.6, "lambda of Eq. 6, preservation vs guidance; 1 = simple edit, no guidance image (§3.2, §4: "
+                         "0.6)")
+    update_steps: int = setting(15, "t_u: latents are updated in the first t_u decoding steps (§3.2, §4: 15)")
+    grad_steps: int = setting(1, "k: gradient steps per updated timestep (Eq. 3, §4: 1)")
+    lr: float = setting(0.1, "gamma, the learning rate (Eq. 3, §4: Adam, 0.1)")
+    optimizer: str = setting("adam", "adam (§4) or sgd (Eq. 3's plain gradient step)")
+    guidance_cosine: str = setting("latent", "Eq. 5's cosine over the whole latent, or \"pixel\": per latent pixel, "
+                                   "summed")
+    guidance_update_steps: int = setting(15, "t_u for the guidance image (§4: same as the edit; A.2 suggests 20)")
+    guidance_grad_steps: int = setting(1, "k for the guidance image (§4: 1; A.2 suggests 30)")
+    refine_guidance: bool = setting(False, "refine the guidance image towards the input, lambda = 0 (supp. A.5; off by "
+                                    "default)")
+    refine_update_steps: int = setting(6, "t_u of the refinement (A.5: 6)")
+    refine_grad_steps: int = setting(1, "k of the refinement (A.5: 1)")
+    guidance_scale: float = setting(7.5, "classifier-free guidance; not stated in the paper: SD 1.5's default (§4)")
+    mask_samples: int = setting(10, "n seeds averaged in Eq. 7 (§4 follows DiffEdit: n = 10)")
+    mask_mode: str = setting("sampling", "Eq. 7 after backward diffusions from x_E(s) (§3.2), or \"direct\" "
+                             "(DiffEdit-style)")
+    mask_encode_ratio: float | None = setting(None, "level of x_E(s) in \"sampling\" mode; None = encode_ratio (§3.2)")
+    mask_step: int = setting(-1, "sampling-grid index of the mask timestep in \"direct\" mode: -1 = the last (Eq. 7)")
+    mask_guidance_scale: float = setting(7.5, "CFG of the mask's predictions (not stated; as the edit and diffusers' "
+                                         "DiffEdit)")
+    mask_blur_kernel: int = setting(5, "Gaussian smoothing of the mask (§4; kernel not stated, sigma as torchvision's)")
+    mask_threshold: float = setting(0.1, "tau, on the min-max normalised map (§3.2 Eq. 7, §4: 0.1)")
+    inversion_condition: str = setting("matching", "matching (input: original, guidance image: edit condition) or null "
+                                       "(Eq. 2)")
+    inversion_guidance_scale: float = setting(1.0, "CFG during DDIM inversion (Eq. 2 has none)")
+    controlnet_scale: float = setting(1.0, "ControlNet conditioning scale (not stated; diffusers' default)")
+    negative_prompt: str = setting("", "the null branch of classifier-free guidance")
 
     def __post_init__(self):
         if self.steps < 1 or self.mask_samples < 1:
@@ -184,23 +191,48 @@ def ito_decode(eps_fn, y: torch.Tensor, schedule, start: int, update: ITOUpdate,
 
 # --- the three steps (Fig. 1) ----------------------------------------------------------------------
 
+def edit_map_by_sampling(backbone, z0: torch.Tensor, schedule, start: int, conds: EditConditions, samples: int,
+                         seed: int, guidance_scale: float = 1.0) -> torch.Tensor:
+    """Eq. 7's raw edit map from two backward diffusions (§3.2): z0 is encoded with `samples` random
+    noises to level `start` (x_E(s)), DDIM-sampled under C_0 and under C_EDIT, and the noise predictions
+    of each run at the last sampling timestep are contrasted, |eps(x_1, 1, C_EDIT, s) - eps(x_1, 1, C_0, s)|,
+    averaged over channels and seeds. The two runs go down side by side, every step's branches of both
+    in one U-Net batch. Returns the (1, 1, h, w) map, not normalised."""
+    check_mask_inputs(z0, samples)
+    guided = float(guidance_scale) != 1.0
+    runs = [[null, cond] if guided else [cond]
+            for null, cond in ((conds.source_null, conds.source), (conds.edit_null, conds.edit))]
+    last = {}
+
+    def eps_fn(x, t):  # x: the C_0 run and the C_EDIT run stacked
+        halves = x.chunk(2)
+        preds = iter(predict_noise(backbone, [h for h, r in zip(halves, runs) for _ in r], t, sum(runs, [])))
+        eps = [nested_guidance([next(preds) for _ in r], [guidance_scale] * (len(r) - 1)) for r in runs]
+        last["eps"] = eps  # the prediction of the last timestep is what remains
+        return torch.cat(eps)
+
+    x_e = q_sample(z0, seeded_noise((samples, *z0.shape[1:]), seed, z0), schedule.alphas[start])
+    ddim_sample(eps_fn, torch.cat([x_e, x_e]), schedule, start)
+    return noise_difference(last["eps"][1], last["eps"][0], samples=samples)
+
+
 def edit_mask(backbone, z0, conds: EditConditions, schedule, config: ITOConfig, seed: int):
-    """Eq. 7: the binary latent edit mask (1, 1, h, w), its soft map in [0, 1], U-Net evaluations.
-    Text, layout or both: whatever differs between C_0 and C_EDIT drives the contrast."""
-    args = (conds.source, conds.edit, config.mask_samples, seed, config.mask_guidance_scale, conds.source_null,
-            conds.edit_null)
+    """Eq. 7: the binary latent edit mask (1, 1, h, w) and its soft map in [0, 1]. Text, layout or both:
+    whatever differs between C_0 and C_EDIT drives the contrast."""
+    args = (conds, config.mask_samples, seed, config.mask_guidance_scale)
     if config.mask_mode == "sampling":
         start = schedule.start_index(config.mask_encode_ratio or config.encode_ratio)  # x_E(s)
-        diff, calls = estimate_edit_mask_by_sampling(backbone, z0, schedule, start, *args)
+        diff = edit_map_by_sampling(backbone, z0, schedule, start, *args)
     else:
-        diff, calls = estimate_edit_mask(backbone, z0, schedule, config.mask_step % schedule.num_steps, *args)
+        diff = estimate_edit_mask(backbone, z0, schedule, config.mask_step % schedule.num_steps, *args)
     soft = normalise(gaussian_blur(diff, config.mask_blur_kernel), "minmax")  # smoothing (§4)
-    return threshold(soft, config.mask_threshold), soft, calls  # tau (§4)
+    return threshold(soft, config.mask_threshold), soft  # tau (§4)
 
 
 @torch.no_grad()
 def request_edit_mask(backbone, request: EditRequest, config: ITOConfig = ITOConfig(), seed: int = 0):
     """`edit_mask` of an EditRequest (its image and conditions), on the config's sampling grid."""
+    request.validate(backbone.image_size, backbone.controlnets)
     conds = edit_conditions(backbone, request, config.negative_prompt, config.controlnet_scale)
     schedule = make_schedule(backbone.scheduler_config, config.steps)
     return edit_mask(backbone, encode_image(backbone, request.image), conds, schedule, config, seed)
@@ -213,19 +245,18 @@ def _inversion_eps(backbone, null: Condition, cond: Condition, config: ITOConfig
     return GuidedNoise(backbone, null, cond, config.inversion_guidance_scale)
 
 
-def encode(backbone, z0, null: Condition, cond: Condition, schedule, start: int, config: ITOConfig):
-    """DDIM inversion (Eq. 2) of z0 to level t_E: {level: latent}, and the noise function (its calls)."""
-    eps = _inversion_eps(backbone, null, cond, config)
-    return ddim_invert(eps, z0, schedule, start), eps
+def encode(backbone, z0, null: Condition, cond: Condition, schedule, start: int, config: ITOConfig) -> dict:
+    """DDIM inversion (Eq. 2) of z0 to level t_E: {level: latent}."""
+    return ddim_invert(_inversion_eps(backbone, null, cond, config), z0, schedule, start)
 
 
 def guidance_image(backbone, z0, x: dict, conds: EditConditions, mask, schedule, start: int, config: ITOConfig,
-                   seed: int) -> tuple[dict, int]:
+                   seed: int) -> dict:
     """§3.2 "Guidance Image Generation": the ITO process with lambda = 1 (preservation only) on the
     input encoded with random noise, decoded under C_EDIT; then encoded like x_0 (Eq. 5: g_t for
     every level). With `refine_guidance`, supp. A.5: the ITO process with lambda = 0 on G (encoded
     by DDIM inversion), the input's x_t as reference, then encoded again.
-    Returns {"g0", "g" (levels), "noised", "g0_unrefined"?} and the U-Net evaluations used."""
+    Returns {"g0", "g" (levels), "noised", "g0_unrefined"?}."""
     n = schedule.num_steps
     noise_seed = int(np.random.SeedSequence([seed, 1]).generate_state(1)[0])  # independent of the mask's noise
     noise = seeded_noise(z0.shape, noise_seed, z0)
@@ -234,17 +265,14 @@ def guidance_image(backbone, z0, x: dict, conds: EditConditions, mask, schedule,
     g0 = ito_decode(decode_eps, noised[start], schedule, start,
                     config.update(1.0, config.guidance_update_steps, config.guidance_grad_steps), mask=mask,
                     reference=noised)
-    g, inv_eps = encode(backbone, g0, conds.edit_null, conds.edit, schedule, start, config)
+    g = encode(backbone, g0, conds.edit_null, conds.edit, schedule, start, config)
     out = {"g0": g0, "g": g, "noised": noised[start]}
-    calls = decode_eps.calls + inv_eps.calls
     if config.refine_guidance:  # A.5: lambda = 0, input G, reference I
-        refine_eps = GuidedNoise(backbone, conds.edit_null, conds.edit, config.guidance_scale)
-        g0_refined = ito_decode(refine_eps, g[start], schedule, start,
+        g0_refined = ito_decode(decode_eps, g[start], schedule, start,
                                 config.update(0.0, config.refine_update_steps, config.refine_grad_steps), guide=x)
-        g_refined, inv2 = encode(backbone, g0_refined, conds.edit_null, conds.edit, schedule, start, config)
+        g_refined = encode(backbone, g0_refined, conds.edit_null, conds.edit, schedule, start, config)
         out.update(g0=g0_refined, g=g_refined, g0_unrefined=g0)
-        calls += refine_eps.calls + inv2.calls
-    return out, calls
+    return out
 
 
 def ito_edit(backbone, z0: torch.Tensor, conds: EditConditions, config: ITOConfig, seed: int = 0,
@@ -254,19 +282,16 @@ def ito_edit(backbone, z0: torch.Tensor, conds: EditConditions, config: ITOConfi
     schedule = make_schedule(backbone.scheduler_config, config.steps)
     start = schedule.start_index(config.encode_ratio)  # level of t_E
     decode_steps = schedule.num_steps - start
-    forward = 0
     if mask is None:  # (1) the edit mask (Eq. 7)
-        mask, soft, forward = edit_mask(backbone, z0, conds, schedule, config, seed)
+        mask, soft = edit_mask(backbone, z0, conds, schedule, config, seed)
     else:
         soft = mask
-    x, inv_eps = encode(backbone, z0, conds.source_null, conds.source, schedule, start, config)  # Eq. 2
-    forward += inv_eps.calls
+    x = encode(backbone, z0, conds.source_null, conds.source, schedule, start, config)  # Eq. 2
     intermediates = {"mask_latent": mask, "mask_soft": soft, "inverted_latents": x}
     guide = None
     update_steps = min(config.update_steps, decode_steps)
     if config.lam < 1 and update_steps > 0 and config.grad_steps > 0:  # (2) the guidance image (lambda = 1 skips it)
-        gi, calls = guidance_image(backbone, z0, x, conds, mask, schedule, start, config, seed)
-        forward += calls
+        gi = guidance_image(backbone, z0, x, conds, mask, schedule, start, config, seed)
         guide = gi["g"]
         intermediates.update(guidance_image=decode_latents(backbone, gi["g0"])[0], guidance_latents=gi["g0"],
                              guidance_noised_latents=gi["noised"], guidance_inverted_latents=gi["g"])
@@ -275,13 +300,11 @@ def ito_edit(backbone, z0: torch.Tensor, conds: EditConditions, config: ITOConfi
     edit_eps = GuidedNoise(backbone, conds.edit_null, conds.edit, config.guidance_scale)  # (3) the edit (Eq. 3-6)
     y0 = ito_decode(edit_eps, x[start], schedule, start, config.update(config.lam, update_steps, config.grad_steps),
                     mask=mask, reference=x, guide=guide)
-    forward += edit_eps.calls
     up = resize(mask, (backbone.image_size,) * 2)[0, 0].float().cpu().numpy()
-    intermediates.update(mask=up, latents=y0, unet_backward=0)  # the losses never reach the U-Net
+    intermediates.update(mask=up, latents=y0)
     prov = provenance("ito", config, seed, backbone)
-    prov.update(unet_forward=forward, unet_backward=0)
-    return EditResult(image=decode_latents(backbone, y0)[0], mask=up, intermediates=intermediates,
-                      provenance=prov, unet_evaluations=forward)
+    prov.update(unet_backward=0)  # the losses (Eq. 3-6) never reach the U-Net
+    return EditResult(image=decode_latents(backbone, y0)[0], mask=up, intermediates=intermediates, provenance=prov)
 
 
 @register("ito", ITOConfig, layout=True)
@@ -296,8 +319,5 @@ def ito(backbone, request: EditRequest, config: ITOConfig = ITOConfig(), seed: i
     """
     conds = edit_conditions(backbone, request, config.negative_prompt, config.controlnet_scale)
     z0 = encode_image(backbone, request.image)
-    mask = None
-    if request.mask is not None:
-        mask = resize(torch.from_numpy((np.asarray(request.mask) > 0).astype(np.float32))[None, None],
-                      tuple(z0.shape[-2:])).to(z0)
+    mask = None if request.mask is None else user_mask(request.mask, tuple(z0.shape[-2:]), z0)
     return ito_edit(backbone, z0, conds, config, seed, mask)

@@ -8,16 +8,16 @@ from dataclasses import dataclass
 import torch
 
 from ..engine.conditioning import Condition, GuidedNoise, decode_latents, encode_image, encode_text
-from ..engine.ddim import ddim_sample, make_schedule
-from .base import EditRequest, EditResult, provenance, register
+from ..engine.ddim import ddim_sample, make_schedule, q_sample, seeded_noise
+from .base import EditRequest, EditResult, provenance, register, setting
 
 
 @dataclass
 class SDEditConfig:
-    strength: float = 0.5  # t0 / T; the MCDM paper compares SDEdit 0.5 and 0.8 (§4), pixel guidance t0 = 0.5
-    steps: int = 50  # DDIM steps over the whole schedule (int(steps * strength) are run)
-    guidance_scale: float = 7.5  # classifier-free guidance (Stable Diffusion's default)
-    negative_prompt: str = ""
+    strength: float = setting(0.5, "t0 / T; the MCDM paper compares SDEdit 0.5 and 0.8 (§4), pixel guidance t0 = 0.5")
+    steps: int = setting(50, "DDIM steps over the whole schedule (int(steps * strength) are run)")
+    guidance_scale: float = setting(7.5, "classifier-free guidance (Stable Diffusion's default)")
+    negative_prompt: str = setting("", "the null branch of classifier-free guidance")
 
     def __post_init__(self):
         if not 0 < self.strength <= 1:
@@ -29,16 +29,13 @@ class SDEditConfig:
 @register("sdedit", SDEditConfig)
 @torch.no_grad()
 def sdedit(backbone, request: EditRequest, config: SDEditConfig = SDEditConfig(), seed: int = 0) -> EditResult:
-    request.validate(backbone.image_size, backbone.controlnets)
     z0 = encode_image(backbone, request.image)
     schedule = make_schedule(backbone.scheduler_config, config.steps)
     start = schedule.start_index(config.strength)
-    noise = torch.randn(z0.shape, generator=torch.Generator().manual_seed(seed), dtype=z0.dtype).to(z0.device)
-    a = float(schedule.alphas[start])
-    x = a**0.5 * z0 + (1 - a) ** 0.5 * noise  # q(x_t | x_0) at the start level
+    x = q_sample(z0, seeded_noise(z0.shape, seed, z0), schedule.alphas[start])  # q(x_t | x_0) at the start level
     null, text = encode_text(backbone, [config.negative_prompt, request.target_prompt]).chunk(2)
     eps = GuidedNoise(backbone, Condition(null), Condition(text), config.guidance_scale)
     z = ddim_sample(eps, x, schedule, start)
     return EditResult(image=decode_latents(backbone, z)[0], mask=None,
                       intermediates={"noised_latents": x, "latents": z},
-                      provenance=provenance("sdedit", config, seed, backbone), unet_evaluations=eps.calls)
+                      provenance=provenance("sdedit", config, seed, backbone))

@@ -115,7 +115,9 @@ def load_backbone(name_or_path: str = TOON64, controlnets=None, clip: str | None
     `clip` is a CLIPModel folder or hub id (toon-64: its own).
     """
     from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
-    from transformers import CLIPModel, CLIPProcessor, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPModel, CLIPProcessor, CLIPTextModel
+
+    from .text import load_tokenizer
 
     device = torch.device(device)
     if name_or_path == TOON64:
@@ -143,9 +145,7 @@ def load_backbone(name_or_path: str = TOON64, controlnets=None, clip: str | None
         controlnets = controlnets or {}
 
     kw = dict(torch_dtype=dtype)
-    tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer")
-    if tokenizer.model_max_length > 1000:  # transformers 5 without a config value: the pipelines pad to this
-        tokenizer.model_max_length = 77
+    tokenizer = load_tokenizer(root / "tokenizer")
     text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", **kw)
     vae = AutoencoderKL.from_pretrained(root / "vae", **kw)
     unet = UNet2DConditionModel.from_pretrained(root / "unet", **kw)

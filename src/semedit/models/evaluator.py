@@ -16,6 +16,7 @@ from diffusers.models.modeling_utils import ModelMixin
 
 from ..world import CATEGORICAL, POSE_RANGES, SEG_CLASSES, ToonRecord, observable
 from ..world.render import HEAD_CENTRE, HEAD_RADIUS
+from .images import to_tensor, to_uint8
 
 POSE_KEYS = ("head_x", "head_y", "head_scale", "head_tilt")
 # the face details the trunk reads worst (a few pixels each), read from an aligned face crop instead
@@ -27,14 +28,14 @@ def _block(cin, cout, stride):
                          nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.GroupNorm(8, cout), nn.SiLU())
 
 
-def _cnn(channels) -> nn.Sequential:
+def cnn(channels) -> nn.Sequential:
     """A full-resolution stem (gaze and eye colour are a pixel or two), then stride-2 stages."""
     layers = [nn.Sequential(nn.Conv2d(3, channels[0], 3, 1, 1), nn.SiLU())]
     layers += [_block(cin, cout, 2) for cin, cout in zip(channels, channels[1:])]
     return nn.Sequential(*layers)
 
 
-def _attention_pool(attend: nn.Conv2d, x: torch.Tensor) -> list[torch.Tensor]:
+def attention_pool(attend: nn.Conv2d, x: torch.Tensor) -> list[torch.Tensor]:
     """x (N x C x H x W) pooled once per output map of `attend`, each with its own spatial softmax."""
     w = attend(x).flatten(2).softmax(-1)  # N x heads x HW
     return list(torch.einsum("nkp,ncp->knc", w, x.flatten(2)).unbind(0))
@@ -49,7 +50,7 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
         super().__init__()
         attributes = attributes or {k: list(v) for k, v in CATEGORICAL.items()}
         self.register_to_config(attributes=attributes)  # the class order is part of the saved model
-        self.features = _cnn(channels)
+        self.features = cnn(channels)
         cin = channels[-1]
         trunk_attributes = [k for k in attributes if k not in face_attributes]
         self.heads = nn.ModuleDict({k: nn.Linear(cin, len(attributes[k])) for k in trunk_attributes})
@@ -69,7 +70,7 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
         # A closed mouth is a line or an arc a few pixels apart wherever the head sits and however
         # it tilts; aligned, the difference is always in the same place.
         if face_attributes:
-            self.face_features = _cnn(face_channels)
+            self.face_features = cnn(face_channels)
             self.face_attend = nn.Conv2d(face_channels[-1], len(face_attributes), 1)
             self.face_heads = nn.ModuleDict({k: nn.Linear(face_channels[-1], len(attributes[k])) for k in face_attributes})
 
@@ -99,7 +100,7 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
         if self.attend is None:
             pooled = [mean] * len(self.heads)
         else:
-            pooled = _attention_pool(self.attend, x)
+            pooled = attention_pool(self.attend, x)
         # attention map i belongs to the i-th attribute by name: the saved config's key order is not kept
         out = {k: self.heads[k](pooled[i]) for i, k in enumerate(sorted(self.heads))}
         out["pose"] = self.pose(mean)
@@ -109,7 +110,7 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
             if face_flip is not None:
                 crop = torch.where(face_flip.to(crop.device)[:, None, None, None], crop.flip(-1), crop)
             face = self.face_features(crop)
-            pooled = _attention_pool(self.face_attend, face)
+            pooled = attention_pool(self.face_attend, face)
             for i, k in enumerate(sorted(self.face_heads)):
                 out[k] = self.face_heads[k](pooled[i])
         return out
@@ -163,7 +164,7 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
         """Attribute values and head pose (canvas px, scale, degrees) for uint8 HxWx3 images
         (N x 64 x 64 x 3) or float tensors in [-1, 1]."""
         self.eval()
-        x = _as_tensor(images)
+        x = as_tensor(images)
         dev, dtype = self.device, self.dtype
         preds = []
         for i in range(0, len(x), batch):
@@ -180,7 +181,7 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
     def segment(self, images, batch: int = 256) -> np.ndarray:
         """Per-pixel class ids (N x H x W, SEG_CLASSES order) of uint8 images or tensors in [-1, 1]."""
         self.eval()
-        x = _as_tensor(images)
+        x = as_tensor(images)
         return torch.cat([self(x[i:i + batch].to(self.device, self.dtype))["seg"].argmax(1).cpu()
                           for i in range(0, len(x), batch)]).numpy().astype(np.uint8)
 
@@ -188,14 +189,13 @@ class ToonEvaluator(ModelMixin, ConfigMixin):
     def face_crops(self, images) -> np.ndarray:
         """What the face branch reads: uint8 face crops (N x face_size x face_size x 3) at the predicted pose."""
         self.eval()
-        x = _as_tensor(images).to(self.device, self.dtype)
-        crops = self.face_crop(x, self.pose(self.embed(x))).float().cpu()  # the pose head alone: no full forward
-        return ((crops.permute(0, 2, 3, 1) + 1) * 127.5).round().clamp(0, 255).byte().numpy()
+        x = as_tensor(images).to(self.device, self.dtype)
+        return to_uint8(self.face_crop(x, self.pose(self.embed(x))))  # the pose head alone: no full forward
 
     @torch.no_grad()
     def features_of(self, images, batch: int = 256) -> np.ndarray:
         self.eval()
-        x = _as_tensor(images)
+        x = as_tensor(images)
         return torch.cat([self.embed(x[i:i + batch].to(self.device, self.dtype)).float().cpu()
                           for i in range(0, len(x), batch)]).numpy()
 
@@ -210,13 +210,12 @@ def _denorm(key, value):
     return lo + (value + 1) * (hi - lo) / 2
 
 
-def _as_tensor(images) -> torch.Tensor:
+def as_tensor(images) -> torch.Tensor:
+    """Float tensors as they are; uint8 (N x) H x W x 3 images in [-1, 1]."""
     if isinstance(images, torch.Tensor):
         return images.float()
     images = np.asarray(images)
-    if images.ndim == 3:
-        images = images[None]
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+    return to_tensor(images[None] if images.ndim == 3 else images)
 
 
 def attribute_accuracy(preds: list[dict], records: list[ToonRecord]) -> dict[str, float]:

@@ -70,3 +70,28 @@ def scribble_map(image: np.ndarray, threshold: float = 0.5) -> np.ndarray:
         n2 = m[1 - dy:1 - dy + h, 1 - dx:1 - dx + w]
         keep |= (q == k) & (mag >= n1) & (mag >= n2)
     return np.where(keep & (mag > threshold), 255, 0).astype(np.uint8)
+
+
+LAYOUT_KINDS = ("pose", "scribble")
+
+
+def layout_map(r, kind: str) -> np.ndarray:
+    """A render's layout map for a ControlNet of `kind`, as uint8 HxWx3: the pose drawing, or the
+    scribble repeated over three channels."""
+    if kind not in LAYOUT_KINDS:
+        raise ValueError(f"layout kind must be one of {', '.join(LAYOUT_KINDS)}, got {kind!r}")
+    return r.pose if kind == "pose" else np.repeat(r.scribble[..., None], 3, axis=2)
+
+
+def resize_square(img: np.ndarray, size: int, nearest: bool = False) -> np.ndarray:
+    """A square uint8 picture at `size` px: nearest for label maps (HxW) or when asked, else bicubic up and
+    box-filtered down."""
+    from PIL import Image
+
+    if img.shape[0] == size:
+        return img
+    if nearest or img.ndim == 2:
+        resample = Image.NEAREST
+    else:
+        resample = Image.BICUBIC if size > img.shape[0] else Image.BOX
+    return np.asarray(Image.fromarray(img).resize((size, size), resample))

@@ -14,12 +14,12 @@ def _rgb(x: np.ndarray) -> np.ndarray:
     return np.repeat(x[..., None], 3, -1) if x.ndim == 2 else x
 
 
-def _zoom(img: np.ndarray, zoom: int) -> Image.Image:
+def zoom_nearest(img: np.ndarray, zoom: int) -> Image.Image:
     pil = Image.fromarray(img)
     return pil.resize((pil.width * zoom, pil.height * zoom), Image.NEAREST) if zoom > 1 else pil
 
 
-def _grid(cells: list[list[np.ndarray]], pad: int = 2) -> np.ndarray:
+def grid(cells: list[list[np.ndarray]], pad: int = 2) -> np.ndarray:
     """Rows of equally sized HxWx3 cells, separated by white padding."""
     h, w = cells[0][0].shape[:2]
     cols = max(len(r) for r in cells)
@@ -31,7 +31,8 @@ def _grid(cells: list[list[np.ndarray]], pad: int = 2) -> np.ndarray:
     return out
 
 
-def _labelled(img: Image.Image, left: list[str], top: list[str] | None, cell: int, pad: int) -> Image.Image:
+def labelled(img: Image.Image, left: list[str], top: list[str] | None, cell: int, pad: int) -> Image.Image:
+    """`img` (a `grid`, zoomed) with a label left of every row and, if given, above every column."""
     font = ImageFont.load_default()
     left_width = 8 + max(int(font.getlength(t)) for t in left)
     top_h = 16 if top else 0
@@ -49,9 +50,9 @@ def sample_sheet(renders: list[ToonRender], zoom: int = 3) -> Image.Image:
     """Columns = samples; rows = image, segmentation, pose drawing, scribble."""
     rows = [[r.image for r in renders], [colourise_seg(r.seg) for r in renders],
             [r.pose for r in renders], [r.scribble for r in renders]]
-    img = _zoom(_grid(rows), zoom)
+    img = zoom_nearest(grid(rows), zoom)
     cell = renders[0].image.shape[0] * zoom
-    return _labelled(img, ["image", "segmentation", "pose", "scribble"], None, cell, 2 * zoom)
+    return labelled(img, ["image", "segmentation", "pose", "scribble"], None, cell, 2 * zoom)
 
 
 def attribute_sheet(base: ToonRecord, render_fn, zoom: int = 2) -> Image.Image:
@@ -72,9 +73,9 @@ def attribute_sheet(base: ToonRecord, render_fn, zoom: int = 2) -> Image.Image:
             cells.append(render_fn(rec).image)
         rows.append(cells)
         names.append(attr)
-    img = _zoom(_grid(rows), zoom)
+    img = zoom_nearest(grid(rows), zoom)
     cell = rows[0][0].shape[0] * zoom
-    out = _labelled(img, names, None, cell, 2 * zoom)
+    out = labelled(img, names, None, cell, 2 * zoom)
     # value names go into the cells' top-left corner
     d = ImageDraw.Draw(out)
     font = ImageFont.load_default()
@@ -95,17 +96,17 @@ def edit_sheet(edits: list[GroundTruthEdit], zoom: int = 3) -> Image.Image:
         diff = (e.source_render.image != e.target_render.image).any(-1)
         rows.append([e.source_render.image, e.target_render.image, region, np.where(diff, 255, 0).astype(np.uint8)])
         names.append(", ".join(f"{k}={getattr(e.target, k)}" for k in e.changed))
-    img = _zoom(_grid(rows), zoom)
+    img = zoom_nearest(grid(rows), zoom)
     cell = rows[0][0].shape[0] * zoom
-    return _labelled(img, names, ["source", "target", "region", "changed"], cell, 2 * zoom)
+    return labelled(img, names, ["source", "target", "region", "changed"], cell, 2 * zoom)
 
 
 def diptych_sheet(pairs: list[Diptych], zoom: int = 3) -> Image.Image:
     rows = [[np.concatenate([p.image, p.pose], 1)] for p in pairs]
-    img = _zoom(_grid(rows), zoom)
+    img = zoom_nearest(grid(rows), zoom)
     cell = pairs[0].image.shape[0] * zoom
     names = []
     for p in pairs:
         a, b = p.left.to_dict(), p.right.to_dict()
         names.append(" ".join(f"{a[k]}->{b[k]}" for k in a if a[k] != b[k]))
-    return _labelled(img, names, None, cell, 2 * zoom)
+    return labelled(img, names, None, cell, 2 * zoom)

@@ -10,11 +10,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..models.evaluator import FACE_ATTRIBUTES, ToonEvaluator, attribute_accuracy, pose_errors, segmentation_accuracy
+from ..models.images import to_tensor
+from ..models.vae import reconstruct
+from .caches import weights_tag
 from .data import RenderCache
-from .evaluator import FACE_ATTRIBUTES, ToonEvaluator, attribute_accuracy, pose_errors, segmentation_accuracy
-from .train_unet import weights_tag
-from .train_vae import reconstruct, to_tensor
-from .training import TrainConfig, TrainRun
+from .loop import TrainConfig, TrainRun
 
 EVALUATOR_TRAIN = TrainConfig(steps=8000, batch_size=32, lr=2e-3, warmup=200, weight_decay=1e-4,
                               checkpoint_every=250, seed=0)

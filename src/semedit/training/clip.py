@@ -11,13 +11,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..eval.clip_metrics import retrieval_top1, zero_shot_accuracy
+from ..models.images import to_tensor
+from ..models.text import tokenize
+from ..models.toon64 import CLIP_TEXT_CONFIG, CLIP_VISION_CONFIG
 from ..world import CAPTION_FIELDS, captions, describe, diptych_caption, record_seed, sample_record
 from ..world.attributes import observable
-from ..world.captions import value_prompts
+from .captions import training_fields
 from .data import RenderCache
-from .toon64 import CLIP_TEXT_CONFIG, CLIP_VISION_CONFIG
-from .train_vae import to_tensor
-from .training import TrainConfig, TrainRun
+from .loop import TrainConfig, TrainRun
 
 CLIP_TRAIN = TrainConfig(steps=2400, batch_size=128, lr=5e-4, warmup=200, weight_decay=0.1, checkpoint_every=500,
                          seed=0)
@@ -27,8 +29,7 @@ TEXT_ATTRIBUTE_WEIGHT = 1.0
 HARD_NEGATIVE_SHARE = 0.5  # share of a batch's images that also meet a one-attribute-off caption
 IMAGE_MEAN = [0.5, 0.5, 0.5]  # CLIPImageProcessor settings for toon-64: images in [-1, 1]
 IMAGE_STD = [0.5, 0.5, 0.5]
-ZERO_SHOT_ATTRIBUTES = ("expression", "hair_colour", "glasses", "costume", "background", "presentation",
-                        "hair_style", "eyes", "mouth", "beard")
+
 
 
 def caption_corpus(n_records: int = 4000, seed: int = 0) -> list[str]:
@@ -57,19 +58,6 @@ def train_tokenizer(out_dir: str | Path, vocab_size: int = 1024, seed: int = 0):
                                        initial_alphabet=list(bytes_to_unicode().values()), min_frequency=2)
     tok.save_pretrained(out_dir)
     return tok
-
-
-def training_fields(rng: np.random.Generator) -> tuple[str, ...]:
-    """Half all caption fields, half presentation and a random 1-4 others (so short prompts and
-    zero-shot templates are in distribution)."""
-    if rng.random() < 0.5:
-        return CAPTION_FIELDS
-    k = int(rng.integers(1, 5))
-    return ("presentation", *rng.choice(CAPTION_FIELDS[1:], k, replace=False))
-
-
-def training_caption(rec, rng: np.random.Generator) -> str:
-    return describe(rec, training_fields(rng))
 
 
 def caption_labels(rec, fields, rng: np.random.Generator) -> dict[str, int]:
@@ -187,47 +175,6 @@ def build_clip(vocab_size: int):
     return CLIPModel(cfg)
 
 
-def image_features(model, pixel_values) -> torch.Tensor:
-    """Unit-norm projected image embeddings (transformers 5 returns them as `pooler_output`)."""
-    return F.normalize(model.get_image_features(pixel_values=pixel_values).pooler_output, dim=-1)
-
-
-@torch.no_grad()
-def image_embeddings(model, images: np.ndarray, batch: int = 250) -> torch.Tensor:
-    """`image_features` of uint8 N x 64 x 64 x 3 images, `batch` at a time on the model's device (result on the CPU)."""
-    dev = model.device
-    return torch.cat([image_features(model, to_tensor(images[i:i + batch]).to(dev)).cpu()
-                      for i in range(0, len(images), batch)])
-
-
-def text_features(model, tokens: dict) -> torch.Tensor:
-    return F.normalize(model.get_text_features(**tokens).pooler_output, dim=-1)
-
-
-def tokenize(tokenizer, texts, device=None) -> dict:
-    t = tokenizer(list(texts), padding="longest", truncation=True, max_length=77, return_tensors="pt")
-    return {k: v.to(device) for k, v in t.items()} if device is not None else dict(t)
-
-
-@torch.no_grad()
-def zero_shot_accuracy(model, tokenizer, images: np.ndarray, records, attributes=None, batch: int = 250) -> dict:
-    """Per attribute: the share of images whose highest-scoring template caption names the true value."""
-    model.eval()
-    img = image_embeddings(model, images, batch)
-    out = {}
-    for attr in attributes or ZERO_SHOT_ATTRIBUTES:
-        prompts = value_prompts(attr)
-        values = list(prompts)
-        # one text embedding per value: the normalised mean over its prompts
-        txt = torch.stack([F.normalize(text_features(model, tokenize(tokenizer, ps, model.device)).mean(0), dim=0)
-                           for ps in prompts.values()]).cpu()
-        keep = np.array([observable(r)[attr] for r in records])
-        pred = (img @ txt.T).argmax(1).numpy()
-        truth = np.array([values.index(getattr(r, attr)) for r in records])
-        out[attr] = float((pred == truth)[keep].mean())
-    return out
-
-
 def train_clip(cache_dir: str | Path, tokenizer_dir: str | Path, run_dir: str | Path, out_dir: str | Path,
                cfg: TrainConfig = CLIP_TRAIN, resume: bool = True, eval_n: int = 1000,
                write_text_encoder: bool = True, text_attribute_weight: float = 0.0,
@@ -238,11 +185,13 @@ def train_clip(cache_dir: str | Path, tokenizer_dir: str | Path, run_dir: str | 
     (`AttributeHeads`) of either tower, weighted by them. `freeze_text_tower` keeps the text tower
     (what a trained U-Net reads) fixed and trains the vision tower and both projections;
     `every_value_negatives`: see `hard_negatives`."""
-    from transformers import CLIPImageProcessor, CLIPModel, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPImageProcessor, CLIPModel, CLIPTextModel
+
+    from ..models.text import load_tokenizer
 
     if freeze_text_tower and (init_from is None or text_attribute_weight > 0):
         raise ValueError("freeze_text_tower needs init_from (a trained text tower) and no text attribute loss")
-    tokenizer = CLIPTokenizer.from_pretrained(tokenizer_dir)
+    tokenizer = load_tokenizer(tokenizer_dir)
     train, heldout = RenderCache(Path(cache_dir) / "train"), RenderCache(Path(cache_dir) / "heldout")
     torch.manual_seed(cfg.seed)
     if init_from is not None:
@@ -304,19 +253,3 @@ def train_clip(cache_dir: str | Path, tokenizer_dir: str | Path, run_dir: str | 
                        image_std=IMAGE_STD).save_pretrained(out_dir / "clip")
     (Path(run_dir) / "report.json").write_text(json.dumps(report, indent=2))
     return report
-
-
-@torch.no_grad()
-def retrieval_top1(model, tokenizer, images, records, group: int = 100) -> float:
-    """Text-to-image retrieval: for each full caption, is its own image the best of `group` images?"""
-    from ..world import describe as full
-
-    group = min(group, len(images))
-    hits, total = 0, 0
-    for s in range(0, len(images) - group + 1, group):
-        img = image_embeddings(model, images[s:s + group], group)
-        txt = text_features(model, tokenize(tokenizer, [full(r) for r in records[s:s + group]], model.device)).cpu()
-        hits += int(((txt @ img.T).argmax(1) == torch.arange(group)).sum())
-        total += group
-    return hits / total
-

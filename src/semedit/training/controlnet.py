@@ -8,21 +8,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..models.images import control_tensor
+from ..models.text import encode_prompts, load_text_encoder, load_tokenizer
+from ..models.toon64 import CONTROLNET_CONDITIONING_CHANNELS, SCHEDULER_CONFIG
+from .caches import latents_cache
+from .captions import training_caption
 from .data import RenderCache
-from .toon64 import CONTROLNET_CONDITIONING_CHANNELS, SCHEDULER_CONFIG
-from .train_clip import training_caption
-from .train_unet import diffusion_loss, encode_text, latents_cache, load_text_encoder, noised
-from .training import TrainConfig, TrainRun
+from .diffusion import diffusion_loss, noised
+from .loop import TrainConfig, TrainRun
 
 CONTROLNET_TRAIN = TrainConfig(steps=2000, batch_size=32, lr=3e-4, warmup=100, checkpoint_every=500, seed=0)
 CAPTION_DROPOUT = 0.3  # the ControlNet paper drops 50% of prompts; we keep more text with tiny captions
 CONTROL_KINDS = ("pose", "scribble")
-
-
-def control_tensor(maps: np.ndarray) -> torch.Tensor:
-    """uint8 maps (NxHxWx3 drawings or NxHxW scribbles) -> float Nx3xHxW in [0, 1]."""
-    x = torch.from_numpy(np.array(maps)).float() / 255.0  # a copy: cache arrays are read-only memmaps
-    return x[:, None].expand(-1, 3, -1, -1) if x.ndim == 3 else x.permute(0, 3, 1, 2)
 
 
 @torch.no_grad()
@@ -40,12 +37,11 @@ def train_controlnet(kind: str, cache_dir: str | Path, family_dir: str | Path, r
     optimizer); the frozen text encoder and U-Net are the family's unless `text_encoder_dir` /
     `unet_dir` name others (a candidate family trained on a new text tower)."""
     from diffusers import ControlNetModel, DDPMScheduler, UNet2DConditionModel
-    from transformers import CLIPTokenizer
 
     if kind not in CONTROL_KINDS:
         raise ValueError(f"kind must be one of {', '.join(CONTROL_KINDS)}, got {kind!r}")
     family_dir, run_dir = Path(family_dir), Path(run_dir)
-    tokenizer = CLIPTokenizer.from_pretrained(family_dir / "tokenizer")
+    tokenizer = load_tokenizer(family_dir / "tokenizer")
     text_encoder = load_text_encoder(text_encoder_dir or family_dir / "text_encoder")
     unet = UNet2DConditionModel.from_pretrained(unet_dir or family_dir / "unet", torch_dtype=torch.float32)
     unet.eval()
@@ -70,7 +66,7 @@ def train_controlnet(kind: str, cache_dir: str | Path, family_dir: str | Path, r
         x0 = z[torch.from_numpy(idx)].to(run.device)
         texts = ["" if rng.random() < CAPTION_DROPOUT else training_caption(train.records[i], rng) for i in idx]
         xt, noise, t = noised(x0, alphas, g)
-        cond = encode_text(text_encoder, tokenizer, texts, run.device)
+        cond = encode_prompts(text_encoder, tokenizer, texts)
         control = control_tensor(maps[idx]).to(run.device)
         down, mid = run.module(xt, t, encoder_hidden_states=cond, controlnet_cond=control, return_dict=False)
         pred = unet(xt, t, encoder_hidden_states=cond, down_block_additional_residuals=down,
@@ -79,7 +75,7 @@ def train_controlnet(kind: str, cache_dir: str | Path, family_dir: str | Path, r
 
     k = min(16, len(train))  # a fixed probe batch: how far the residuals moved off zero
     probe = (z[:k].to(run.device), torch.full((k,), 500, device=run.device),
-             encode_text(text_encoder, tokenizer, [""] * k, run.device), control_tensor(maps[:k]).to(run.device))
+             encode_prompts(text_encoder, tokenizer, [""] * k), control_tensor(maps[:k]).to(run.device))
 
     run.run(loss_fn, on_checkpoint=lambda step: {"residual_mean_abs": residual_norm(run.unwrapped(), *probe)})
     controlnet = run.final_module().float().eval()

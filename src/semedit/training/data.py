@@ -95,3 +95,12 @@ class PairCache:
             for o in out]))
         done.write_text(json.dumps({"n": n, "seed": seed, "size": size}))
         return PairCache(folder)
+
+
+def build_caches(cache_dir: str | Path, count: int = 40000, heldout: int = 2000, pairs: int = 10000,
+                 workers: int | None = None) -> None:
+    """The training caches: world samples (seed 1), held-out samples (seed 2), diptychs (seed 3)."""
+    cache_dir = Path(cache_dir)
+    RenderCache.build(cache_dir / "train", count, seed=1, workers=workers)
+    RenderCache.build(cache_dir / "heldout", heldout, seed=2, workers=workers)
+    PairCache.build(cache_dir / "pairs", pairs, seed=3, workers=workers)

@@ -9,9 +9,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..eval.metrics import psnr
+from ..models.images import to_tensor
+from ..models.toon64 import VAE_CONFIG
+from ..models.vae import reconstruct
+from .caches import latents_cache
 from .data import RenderCache
-from .toon64 import VAE_CONFIG
-from .training import TrainConfig, TrainRun
+from .loop import TrainConfig, TrainRun
 
 VAE_TRAIN = TrainConfig(steps=7000, batch_size=24, lr=1e-3, warmup=100, checkpoint_every=250, ema_decay=0.999, seed=0)
 KL_WEIGHT = 1e-6  # latents stay nearly deterministic, as in SD's VAE (kl weight 1e-6)
@@ -22,33 +26,9 @@ DECODER_TRAIN = TrainConfig(steps=1500, batch_size=24, lr=3e-4, warmup=50, check
 IRIS_WEIGHT = 30.0  # loss weight of an iris pixel relative to any other
 
 
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 NxHxWx3 -> float Nx3xHxW in [-1, 1]."""
-    return torch.from_numpy(np.array(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """float Nx3xHxW in [-1, 1] -> uint8 NxHxWx3."""
-    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).cpu().numpy()
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Per-image PSNR (dB) of uint8 images."""
-    mse = ((a.astype(np.float64) - b.astype(np.float64)) ** 2).reshape(len(a), -1).mean(1)
-    return 10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))
-
-
-@torch.no_grad()
-def reconstruct(vae, images: np.ndarray, batch: int = 100) -> np.ndarray:
-    """Encode (posterior mode) and decode uint8 images; returns uint8 reconstructions."""
-    vae.eval()
-    out = []
-    dev = next(vae.parameters()).device
-    dtype = next(vae.parameters()).dtype
-    for i in range(0, len(images), batch):
-        x = to_tensor(images[i:i + batch]).to(dev, dtype)
-        out.append(to_uint8(vae.decode(vae.encode(x).latent_dist.mode()).sample.float()))
-    return np.concatenate(out)
+def heldout_psnr(recon: np.ndarray, images: np.ndarray) -> np.ndarray:
+    """Per-image PSNR (dB) of reconstructions."""
+    return np.array([psnr(r, x) for r, x in zip(recon, images)])
 
 
 @torch.no_grad()
@@ -112,7 +92,7 @@ def _heldout_probe(heldout: RenderCache, n: int = 200):
 
     def probe(vae) -> dict:
         rec = reconstruct(vae, images)
-        return {f"heldout_psnr_{n}": float(psnr(rec, images).mean()),
+        return {f"heldout_psnr_{n}": float(heldout_psnr(rec, images).mean()),
                 f"heldout_iris_error_{n}": iris_error(rec, images, seg, records)}
     return probe
 
@@ -120,7 +100,7 @@ def _heldout_probe(heldout: RenderCache, n: int = 200):
 def _finish(vae, run, run_dir, out_dir, heldout, n, extra) -> dict:
     held = np.asarray(heldout.arrays["image"][:n])
     rec = reconstruct(vae, held)
-    p = psnr(rec, held)
+    p = heldout_psnr(rec, held)
     report = {"params": sum(t.numel() for t in vae.parameters()), "steps": run.step,
               "heldout_psnr_mean": round(float(p.mean()), 2), "heldout_psnr_min": round(float(p.min()), 2),
               "heldout_iris_error": round(iris_error(rec, held, heldout.arrays["seg"][:n], heldout.records[:n]), 2),
@@ -160,8 +140,6 @@ def finetune_decoder(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | 
     training renders, iris pixels weighted by 1 + `iris_weight`. Encoder, quant_conv and scaling_factor stay
     as they are, so the latents (and a U-Net or ControlNet trained on them) stay valid."""
     from diffusers import AutoencoderKL
-
-    from .train_unet import latents_cache
 
     train, heldout = RenderCache(Path(cache_dir) / "train"), RenderCache(Path(cache_dir) / "heldout")
     vae = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=torch.float32)

@@ -43,6 +43,16 @@ class TrainConfig:
     # ends at once.
     time_budget_minutes: float | None = None
 
+    def with_changes(self, steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
+                     seed: int = 0, time_budget_minutes: float | None = None) -> "TrainConfig":
+        """This recipe with some values changed (None keeps the recipe's); checkpoint, log and warm-up
+        intervals shrink to fit a shorter run."""
+        steps = steps or self.steps
+        return dataclasses.replace(self, steps=steps, batch_size=batch_size or self.batch_size, lr=lr or self.lr,
+                                   seed=seed, time_budget_minutes=time_budget_minutes,
+                                   checkpoint_every=min(self.checkpoint_every, steps),
+                                   log_every=min(self.log_every, steps), warmup=min(self.warmup, steps // 2))
+
 
 def _state(module: torch.nn.Module) -> dict:
     return {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}

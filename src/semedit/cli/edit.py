@@ -1,0 +1,160 @@
+"""`semedit edit METHOD`: one subcommand per registered method, its settings generated from the method's
+config dataclass (the paper's defaults; help from each field's metadata)."""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from pathlib import Path
+
+import click
+
+from .common import user_errors
+
+_IMAGE = click.Path(exists=True, dir_okay=False, path_type=Path)
+
+
+def _edit_params() -> list[click.Parameter]:
+    """The options every method shares: what to edit, how to say the edit, the model, the outputs."""
+    return [
+        click.Argument(["image"], type=_IMAGE),
+        click.Option(["-t", "--target"], default=None, help="Target prompt: the edited image's description. "
+                     "Optional for layout-only edits (then the source prompt is kept)."),
+        click.Option(["-s", "--source"], default=None, help="Source prompt: the input image's description. "
+                     "Derived for toon PNGs (made by `semedit world render`) when omitted."),
+        click.Option(["--set", "changes"], multiple=True, metavar="ATTRIBUTE=VALUE",
+                     help="Toon PNGs only: the edit as attribute changes (repeatable), e.g. --set hair_colour=red; "
+                          "the target prompt (and the target pose or scribble, with --layout) are derived."),
+        click.Option(["--layout", "layout_from_set"], type=click.Choice(["none", "pose", "scribble"]), default="none",
+                     show_default=True, help="With --set: also give the target pose drawing or scribble of the "
+                                             "changed record (a layout edit)."),
+        click.Option(["--mask"], type=_IMAGE, default=None,
+                     help="Greyscale PNG, white = may change (methods that estimate a mask skip estimation)."),
+        click.Option(["--pose"], type=_IMAGE, default=None, help="Target pose drawing (needs a pose ControlNet)."),
+        click.Option(["--scribble"], type=_IMAGE, default=None,
+                     help="Target scribble map (needs a scribble ControlNet)."),
+        click.Option(["--source-pose"], type=_IMAGE, default=None,
+                     help="The input's pose drawing (derived for toon PNGs)."),
+        click.Option(["--source-scribble"], type=_IMAGE, default=None,
+                     help="The input's scribble map (derived for toon PNGs)."),
+        click.Option(["--control"], multiple=True, metavar="NAME=PNG",
+                     help="Target layout map for the ControlNet NAME (repeatable), e.g. --control mlsd=lines.png "
+                          "for a Hough-line ControlNet; --pose P is --control pose=P."),
+        click.Option(["--source-control"], multiple=True, metavar="NAME=PNG",
+                     help="The input's own layout map for the ControlNet NAME (repeatable)."),
+        click.Option(["--controlnet"], multiple=True, metavar="NAME=FOLDER_OR_HUB_ID",
+                     help="A ControlNet to load with --model under NAME (repeatable; toon-64 has pose and "
+                          "scribble already)."),
+        click.Option(["--model"], default="toon-64", show_default=True,
+                     help="toon-64, a diffusers SD folder or a hub id."),
+        click.Option(["--seed"], type=click.IntRange(0), default=0, show_default=True),
+        click.Option(["-o", "--output"], type=click.Path(dir_okay=False, path_type=Path), required=True,
+                     help="PNG file to write (a .json sidecar goes next to it)."),
+        click.Option(["--overwrite"], is_flag=True, help="Replace existing outputs."),
+        click.Option(["--save-intermediates"], is_flag=True,
+                     help="Also write the mask and intermediates next to the output."),
+    ]
+
+
+def config_options(cls) -> list[click.Option]:
+    """One option per config field (bool: --x/--no-x), its default the paper's, its help the field's."""
+    from ..methods.base import plain_type
+
+    hints, opts = typing.get_type_hints(cls), []
+    for f in dataclasses.fields(cls):
+        t, flag, help_text = plain_type(hints[f.name]), "--" + f.name.replace("_", "-"), f.metadata.get("help")
+        if t is bool:
+            opts.append(click.Option([f"{flag}/--no-{flag[2:]}", f.name], default=f.default, show_default=True,
+                                     help=help_text))
+        elif t in (int, float, str):
+            opts.append(click.Option([flag, f.name], type=t, default=f.default, show_default=True, help=help_text))
+    return opts
+
+
+def _method_help(method) -> str:
+    """A method's help: its module docstring's first paragraph, then its edit function's own."""
+    import inspect
+    import sys
+
+    about = (sys.modules[method.edit.__module__].__doc__ or "").strip().split("\n\n")[0]
+    return f"{about}\n\n{inspect.cleandoc(method.edit.__doc__ or '')}".strip()
+
+
+def edit_command(name: str, method) -> click.Command:
+    shared = _edit_params()
+    settings = config_options(method.config)
+    clash = {p.name for p in shared} & {p.name for p in settings}
+    if clash:
+        raise RuntimeError(f"{name}'s config fields clash with edit options: {clash}")
+    doc = _method_help(method)
+    shared_names = {p.name for p in shared}
+
+    def callback(**kw):
+        run_edit_command(name, {k: v for k, v in kw.items() if k in shared_names},
+                         {k: v for k, v in kw.items() if k not in shared_names})
+
+    return click.Command(name, callback=callback, params=shared + settings, help=doc,
+                         short_help=doc.split("\n")[0][:80] if doc else None)
+
+
+def run_edit_command(name: str, kw: dict, settings: dict) -> None:
+    """Check everything, load the model, run the method with a progress bar, save the result."""
+    from tqdm import tqdm
+
+    from ..methods import make_config
+    from ..service import (EditInputs, get_backbone, parse_changes, parse_named, prepare_edit, result_paths,
+                           run_with_progress, save_result)
+    from ..service.outputs import check_outputs, check_png_path
+
+    output: Path = kw["output"]
+    with user_errors():  # every check before any model loads
+        check_outputs(result_paths(check_png_path(output)), kw["overwrite"])
+        config = make_config(name, **settings)
+        controls = {**{k: kw[k] for k in ("pose", "scribble") if kw[k]}, **parse_named(kw["control"], "--control")}
+        source_controls = {**{k: kw[f"source_{k}"] for k in ("pose", "scribble") if kw[f"source_{k}"]},
+                           **parse_named(kw["source_control"], "--source-control")}
+        prepared = prepare_edit(EditInputs(
+            image=kw["image"], target=kw["target"], source=kw["source"], changes=parse_changes(kw["changes"]),
+            layout_from_changes=None if kw["layout_from_set"] == "none" else kw["layout_from_set"], mask=kw["mask"],
+            controls=controls, source_controls=source_controls))
+        backbone = get_backbone(kw["model"], parse_named(kw["controlnet"], "--controlnet", must_exist=False))
+        request = prepared.request(backbone)
+    bar = tqdm(desc=f"{name}: U-Net evaluations", unit="eval")
+
+    def progress(calls):
+        bar.n = calls.unet_evaluations
+        bar.refresh()
+
+    try:
+        with user_errors():
+            result = run_with_progress(name, backbone, request, config, seed=kw["seed"], progress=progress)
+        bar.n = result.unet_evaluations
+    finally:
+        bar.close()
+    result.provenance.update(prepared.provenance())
+    with user_errors():
+        files = save_result(result, output, kw["save_intermediates"], overwrite=kw["overwrite"])
+    click.echo(f"wrote {', '.join(str(f) for f in files)} ({result.unet_evaluations} U-Net evaluations, "
+               f"{result.provenance['seconds']:.1f} s)")
+
+
+class EditGroup(click.Group):
+    """One subcommand per registered method, built on demand (importing the methods loads torch)."""
+
+    def list_commands(self, ctx):
+        from ..methods import REGISTRY
+
+        return sorted(REGISTRY)
+
+    def get_command(self, ctx, name):
+        from ..methods import REGISTRY
+
+        return edit_command(name, REGISTRY[name]) if name in REGISTRY else None
+
+
+@click.group(cls=EditGroup)
+def edit():
+    """Edit an image with a method (`semedit edit METHOD --help` lists its settings, defaults from its paper).
+
+    Example: semedit edit diffedit toon.png -t "a cartoon woman with red hair" -o out.png
+    """

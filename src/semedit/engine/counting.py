@@ -1,0 +1,48 @@
+"""One counter of network calls: forward hooks on the U-Net and the ControlNets of a backbone, so that
+no sampler, guidance wrapper or method has to thread counts through its return values."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable
+
+
+@dataclass
+class NetworkCalls:
+    unet_evaluations: int = 0  # batch entries through the U-Net (a batch of 4 is 4 evaluations)
+    unet_calls: int = 0  # U-Net forward calls
+    controlnet_calls: int = 0  # ControlNet forward calls, all ControlNets together
+
+
+def _batch(args, kwargs) -> int:
+    x = args[0] if args else kwargs["sample"]
+    return int(x.shape[0])
+
+
+@contextmanager
+def count_network_calls(backbone, before_unet: Callable[[NetworkCalls], None] | None = None):
+    """Within the context, the yielded `NetworkCalls` counts every U-Net and ControlNet forward pass of
+    `backbone`. `before_unet(calls)` runs before each U-Net call with the counts so far: a progress
+    report, or a place to stop a run by raising."""
+    calls = NetworkCalls()
+
+    def unet_pre(module, args, kwargs):
+        if before_unet is not None:
+            before_unet(calls)
+
+    def unet_post(module, args, kwargs, output):  # returns None: a value would replace the output
+        calls.unet_evaluations += _batch(args, kwargs)
+        calls.unet_calls += 1
+
+    def controlnet_post(module, args, kwargs, output):
+        calls.controlnet_calls += 1
+
+    hooks = [backbone.unet.register_forward_pre_hook(unet_pre, with_kwargs=True),
+             backbone.unet.register_forward_hook(unet_post, with_kwargs=True)]
+    hooks += [net.register_forward_hook(controlnet_post, with_kwargs=True) for net in backbone.controlnets.values()]
+    try:
+        yield calls
+    finally:
+        for h in hooks:
+            h.remove()

@@ -1,0 +1,13 @@
+"""What every interface needs (the command line, the web app, the Python API): an `EditRequest` from
+what a user gives, backbones loaded once, a method run with progress and cancellation, and results saved
+with their provenance. No click, no web framework here."""
+
+from .backbones import clear_backbones, get_backbone
+from .inputs import (EditInputs, InputError, PreparedEdit, parse_changes, parse_named, prepare_edit, read_picture,
+                     read_record)
+from .outputs import check_outputs, check_png_path, result_paths, save_result, write_png
+from .run import EditCancelled, run_with_progress
+
+__all__ = ["clear_backbones", "get_backbone", "EditInputs", "InputError", "PreparedEdit", "parse_changes",
+           "parse_named", "prepare_edit", "read_picture", "read_record", "check_outputs", "check_png_path",
+           "result_paths", "save_result", "write_png", "EditCancelled", "run_with_progress"]

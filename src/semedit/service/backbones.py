@@ -1,0 +1,30 @@
+"""Backbones loaded once per process and shared by every edit that names the same model."""
+
+from __future__ import annotations
+
+import threading
+
+from ..models.backbone import TOON64, Backbone, BackboneNotFound, load_backbone
+
+_CACHE: dict[tuple, Backbone] = {}
+_LOCK = threading.Lock()
+
+
+def get_backbone(model: str = TOON64, controlnets: dict[str, str] | None = None) -> Backbone:
+    """`load_backbone(model, controlnets)`, cached by its arguments; a model that is missing is an
+    `InputError` that says how to get it."""
+    from .inputs import InputError
+
+    key = (model, tuple(sorted((controlnets or {}).items())))
+    with _LOCK:
+        if key not in _CACHE:
+            try:
+                _CACHE[key] = load_backbone(model, controlnets=controlnets or None)
+            except (BackboneNotFound, ValueError) as e:
+                raise InputError(str(e)) from None
+        return _CACHE[key]
+
+
+def clear_backbones() -> None:
+    with _LOCK:
+        _CACHE.clear()

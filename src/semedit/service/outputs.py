@@ -1,0 +1,108 @@
+"""Writing results: PNGs that carry their provenance, a JSON sidecar, the mask and intermediates. Nothing
+is overwritten unless asked, and a save writes all of its files or none."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from ..methods import EditResult
+
+PROVENANCE_KEY = "semedit"  # the PNG text chunk holding a result's provenance
+
+
+def check_outputs(paths, overwrite: bool) -> None:
+    """Refuse, before any work, to replace existing files unless `overwrite`."""
+    clash = [str(p) for p in paths if Path(p).exists()]
+    if clash and not overwrite:
+        raise FileExistsError(f"{', '.join(clash)} exist{'s' if len(clash) == 1 else ''}; pass --overwrite "
+                              "(overwrite=True) to replace")
+
+
+def check_png_path(path) -> Path:
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise ValueError(f"{path} must end in .png")
+    return path
+
+
+def write_png(path, image: np.ndarray, provenance: dict | None = None) -> Path:
+    """A uint8 picture as PNG, with `provenance` as JSON in its text chunk."""
+    from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
+
+    meta = None
+    if provenance is not None:
+        meta = PngInfo()
+        meta.add_text(PROVENANCE_KEY, json.dumps(provenance))
+    Image.fromarray(np.asarray(image)).save(path, format="PNG", pnginfo=meta)
+    return Path(path)
+
+
+def _picture(value) -> np.ndarray | None:
+    """uint8 RGB or [0, 1] float/bool HxW arrays as uint8 pictures; None for anything else."""
+    if isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 3 and value.shape[2] == 3:
+        return value
+    if isinstance(value, np.ndarray) and value.ndim == 2 and value.dtype != np.uint8:
+        return (np.clip(value.astype(np.float32), 0, 1) * 255).round().astype(np.uint8)
+    return None
+
+
+def _tensors(pictures: dict) -> dict:
+    """The tensors among the intermediates (dicts of tensors flattened as name.key), each its own copy."""
+    import torch
+
+    out = {}
+    for name, value in pictures.items():
+        if isinstance(value, torch.Tensor):
+            out[name] = value.detach().float().cpu().clone().contiguous()
+        elif isinstance(value, dict) and value and all(isinstance(v, torch.Tensor) for v in value.values()):
+            out.update({f"{name}.{k}": v.detach().float().cpu().clone().contiguous() for k, v in value.items()})
+    return out
+
+
+def result_paths(path, intermediates: dict | None = None) -> list[Path]:
+    """Every file `save_result` writes for an output path (to check them before running)."""
+    path = Path(path)
+    out = [path, path.with_suffix(".json")]
+    if intermediates is not None:
+        out += [path.with_name(f"{path.stem}.{k}.png") for k, v in intermediates.items() if _picture(v) is not None]
+        out.append(path.with_name(f"{path.stem}.intermediates.safetensors"))
+    return out
+
+
+def save_result(result: EditResult, path, save_intermediates: bool = False, overwrite: bool = False) -> list[Path]:
+    """Write the edited image (PNG, provenance in its `semedit` text chunk), a JSON sidecar and, if
+    asked, the mask and every intermediate (pictures as PNG, tensors in one safetensors file). Each file
+    is written beside its place first and moved there once all are written."""
+    from safetensors.torch import save_file
+
+    path = check_png_path(path)
+    pictures = dict(result.intermediates)
+    if result.mask is not None:
+        pictures["mask"] = np.asarray(result.mask, dtype=np.float32)
+    check_outputs(result_paths(path, pictures if save_intermediates else None), overwrite)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    writes = [(path, lambda p: write_png(p, result.image, result.provenance))]
+    if save_intermediates:
+        for name, value in pictures.items():
+            if (pic := _picture(value)) is not None:
+                writes.append((path.with_name(f"{path.stem}.{name}.png"), lambda p, pic=pic: write_png(p, pic)))
+        if tensors := _tensors(pictures):
+            writes.append((path.with_name(f"{path.stem}.intermediates.safetensors"),
+                           lambda p: save_file(tensors, str(p))))
+    sidecar = {**result.provenance, "files": [str(p) for p, _ in writes]}
+    writes.append((path.with_suffix(".json"), lambda p: Path(p).write_text(json.dumps(sidecar, indent=2))))
+    temporary = [p.with_name(f".{p.name}.partial") for p, _ in writes]
+    try:
+        for (_, write), tmp in zip(writes, temporary):
+            write(tmp)
+        for (final, _), tmp in zip(writes, temporary):
+            os.replace(tmp, final)
+    finally:
+        for tmp in temporary:
+            tmp.unlink(missing_ok=True)
+    return [p for p, _ in writes]

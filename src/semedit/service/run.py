@@ -1,0 +1,27 @@
+"""Running a method for an interface: a progress report per U-Net call and cancellation between calls."""
+
+from __future__ import annotations
+
+import threading
+from typing import Callable
+
+from ..engine.counting import NetworkCalls
+from ..methods import EditRequest, EditResult, run_edit
+
+
+class EditCancelled(RuntimeError):
+    """The user stopped the edit; nothing was written."""
+
+
+def run_with_progress(method: str, backbone, request: EditRequest, config=None, seed: int = 0,
+               progress: Callable[[NetworkCalls], None] | None = None,
+               cancel: threading.Event | None = None) -> EditResult:
+    """`run_edit` with `progress(calls so far)` before every U-Net call and a stop, raising
+    `EditCancelled`, at the first U-Net call after `cancel` is set."""
+    def before_unet(calls: NetworkCalls) -> None:
+        if cancel is not None and cancel.is_set():
+            raise EditCancelled(f"{method} was cancelled after {calls.unet_evaluations} U-Net evaluations")
+        if progress is not None:
+            progress(calls)
+
+    return run_edit(method, backbone, request, config, seed, before_unet=before_unet)
