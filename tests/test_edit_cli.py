@@ -72,7 +72,8 @@ def test_edit_saves_intermediates(tiny_folder, toon, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["-t", "x", "--encode-ratio", "2"], "encode_ratio"),
+    (["-t", "x", "--encode-ratio", "2"], "--encode-ratio"),
+    (["-t", "x", "--guidance-scale", "nan"], "guidance_scale must be a finite number"),
     ([], "--target"),
     (["-t", "x", "--pose", "{img}"], "no pose ControlNet"),
     (["-t", "x", "-o", "{tmp}/x.jpg"], "must end in .png"),

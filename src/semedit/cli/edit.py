@@ -62,12 +62,20 @@ def config_options(cls) -> list[click.Option]:
 
     hints, opts = typing.get_type_hints(cls), []
     for f in dataclasses.fields(cls):
-        t, flag, help_text = plain_type(hints[f.name]), "--" + f.name.replace("_", "-"), f.metadata.get("help")
+        t, flag, meta = plain_type(hints[f.name]), "--" + f.name.replace("_", "-"), f.metadata
         if t is bool:
             opts.append(click.Option([f"{flag}/--no-{flag[2:]}", f.name], default=f.default, show_default=True,
-                                     help=help_text))
+                                     help=meta.get("help")))
         elif t in (int, float, str):
-            opts.append(click.Option([flag, f.name], type=t, default=f.default, show_default=True, help=help_text))
+            kind = t
+            if meta.get("choices"):
+                kind = click.Choice(meta["choices"])
+            elif t is not str and (meta.get("lo") is not None or meta.get("hi") is not None):
+                kind = (click.IntRange if t is int else click.FloatRange)(
+                    meta.get("lo"), meta.get("hi"), min_open=meta.get("lo_open", False),
+                    max_open=meta.get("hi_open", False))
+            opts.append(click.Option([flag, f.name], type=kind, default=f.default, show_default=True,
+                                     help=meta.get("help")))
     return opts
 
 

@@ -79,10 +79,48 @@ def edit_conditions(backbone, request: EditRequest, negative_prompt: str = "",
                           Condition(null, src_controls), edit_null)
 
 
-def setting(default, help: str):
-    """A method config field: its default (the paper's) and its help text, with the paper's section, which
-    the command line and the app show."""
-    return field(default=default, metadata={"help": help})
+def setting(default, help: str, *, lo=None, hi=None, lo_open: bool = False, hi_open: bool = False,
+            choices: tuple | None = None):
+    """A method config field: its default (the paper's), its help text with the paper's section, and the
+    values it may take (a range from `lo` to `hi`, each end closed unless `*_open`, or `choices`), which
+    `MethodConfig` checks and the command line and the app show."""
+    return field(default=default, metadata={"help": help, "lo": lo, "hi": hi, "lo_open": lo_open, "hi_open": hi_open,
+                                            "choices": choices})
+
+
+def range_text(meta) -> str:
+    """A field's range in interval notation, e.g. (0, 1] or [1, inf)."""
+    lo, hi = meta.get("lo"), meta.get("hi")
+    return (f"{'(' if meta.get('lo_open') or lo is None else '['}{'-inf' if lo is None else lo}, "
+            f"{'inf' if hi is None else hi}{')' if meta.get('hi_open') or hi is None else ']'}")
+
+
+@dataclass
+class MethodConfig:
+    """Base of every method's config: each field declared with `setting` is checked against its range or
+    choices (and floats are finite) before any model runs. Subclasses add checks across fields in
+    `check`."""
+
+    def __post_init__(self):
+        import math
+
+        for f in dataclasses.fields(self):
+            value, meta = getattr(self, f.name), f.metadata
+            if value is None or isinstance(value, bool):
+                continue
+            if isinstance(value, float) and not math.isfinite(value):
+                raise ValueError(f"{f.name} must be a finite number, got {value}")
+            if meta.get("choices") and value not in meta["choices"]:
+                raise ValueError(f"{f.name} must be one of {', '.join(map(repr, meta['choices']))}, got {value!r}")
+            lo, hi = meta.get("lo"), meta.get("hi")
+            below = lo is not None and (value <= lo if meta["lo_open"] else value < lo)
+            above = hi is not None and (value >= hi if meta["hi_open"] else value > hi)
+            if below or above:
+                raise ValueError(f"{f.name} must be in {range_text(meta)}, got {value}")
+        self.check()
+
+    def check(self) -> None:
+        """Checks across fields (none by default)."""
 
 
 @dataclass

@@ -11,22 +11,16 @@ import torch
 
 from ..engine.conditioning import GuidedNoise, decode_latents, encode_image
 from ..engine.ddim import ddim_invert, ddim_sample, make_schedule
-from .base import EditRequest, EditResult, edit_conditions, provenance, register, setting
+from .base import EditRequest, EditResult, MethodConfig, edit_conditions, provenance, register, setting
 
 
 @dataclass
-class ControlNetEditConfig:
-    steps: int = setting(25, "DDIM steps (ITO §4: 25)")
-    encode_ratio: float = setting(1.0, "t_E / T (ITO §4: ratio 1)")
-    guidance_scale: float = setting(7.5, "classifier-free guidance (SD 1.5's default)")
-    controlnet_scale: float = setting(1.0, "ControlNet conditioning scale (diffusers' default)")
+class ControlNetEditConfig(MethodConfig):
+    steps: int = setting(25, "DDIM steps (ITO §4: 25)", lo=1, hi=1000)
+    encode_ratio: float = setting(1.0, "t_E / T (ITO §4: ratio 1)", lo=0, hi=1, lo_open=True)
+    guidance_scale: float = setting(7.5, "classifier-free guidance (SD 1.5's default)", lo=0)
+    controlnet_scale: float = setting(1.0, "ControlNet conditioning scale (diffusers' default)", lo=0)
     negative_prompt: str = setting("", "the null branch of classifier-free guidance")
-
-    def __post_init__(self):
-        if self.steps < 1 or not 0 < self.encode_ratio <= 1:
-            raise ValueError(f"steps must be >= 1 and encode_ratio in (0, 1], got {self.steps}, {self.encode_ratio}")
-        if self.guidance_scale < 0 or self.controlnet_scale < 0:
-            raise ValueError("guidance_scale and controlnet_scale must be >= 0")
 
 
 @register("controlnet", ControlNetEditConfig, layout=True)

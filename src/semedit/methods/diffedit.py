@@ -23,35 +23,29 @@ import torch
 from ..engine.conditioning import Condition, EditConditions, GuidedNoise, decode_latents, encode_image, encode_text
 from ..engine.ddim import ddim_invert, ddim_sample, make_schedule
 from ..engine.masks import blend, estimate_edit_mask, normalise, resize, threshold, user_mask
-from .base import EditRequest, EditResult, provenance, register, setting
+from .base import EditRequest, EditResult, MethodConfig, provenance, register, setting
 
 
 @dataclass
-class DiffEditConfig:
-    steps: int = setting(50, "DDIM steps over the whole schedule (diffusers' DiffEdit: 50)")
+class DiffEditConfig(MethodConfig):
+    steps: int = setting(50, "DDIM steps over the whole schedule (diffusers' DiffEdit: 50)", lo=1, hi=1000)
     encode_ratio: float = setting(0.8, "inpaint strength: the share of the schedule inverted and re-decoded "
-                                       "(DiffEdit's encoding ratio; diffusers: 0.8)")
-    guidance_scale: float = setting(7.5, "classifier-free guidance of decoding and mask (diffusers: 7.5)")
-    mask_samples: int = setting(10, "noise samples averaged for the mask (diffusers: 10)")
-    mask_encode_strength: float = setting(0.5, "noise level of the mask's predictions (diffusers: 0.5)")
-    mask_clamp_ratio: float = setting(3.0, "the difference map is clamped at this times its mean (diffusers: 3)")
-    mask_threshold: float = setting(0.5, "binarisation threshold of the normalised map (diffusers: 0.5)")
-    inversion_guidance_scale: float = setting(1.0, "CFG during DDIM inversion (1: none; inversion drifts under CFG)")
+                                       "(DiffEdit's encoding ratio; diffusers: 0.8)", lo=0, hi=1, lo_open=True)
+    guidance_scale: float = setting(7.5, "classifier-free guidance of decoding and mask (diffusers: 7.5)", lo=0)
+    mask_samples: int = setting(10, "noise samples averaged for the mask (diffusers: 10)", lo=1)
+    mask_encode_strength: float = setting(0.5, "noise level of the mask's predictions (diffusers: 0.5)", lo=0, hi=1,
+                                          lo_open=True)
+    mask_clamp_ratio: float = setting(3.0, "the difference map is clamped at this times its mean (diffusers: 3)",
+                                      lo=0, lo_open=True)
+    mask_threshold: float = setting(0.5, "binarisation threshold of the normalised map (diffusers: 0.5)", lo=0, hi=1,
+                                    hi_open=True)
+    inversion_guidance_scale: float = setting(1.0, "CFG during DDIM inversion (1: none; inversion drifts under CFG)",
+                                              lo=0)
     inversion_eps_timestep: str = setting("current", "noise of the inversion at the latent's own timestep, or "
-                                                     "\"next\" (diffusers)")
-    blend_with: str = setting("aligned", "the inverted latent of the level reached, or \"previous\" (diffusers)")
+                                                     "\"next\" (diffusers)", choices=("current", "next"))
+    blend_with: str = setting("aligned", "the inverted latent of the level reached, or \"previous\" (diffusers)",
+                              choices=("aligned", "previous"))
     negative_prompt: str = setting("", "the null branch of classifier-free guidance")
-
-    def __post_init__(self):
-        for name in ("encode_ratio", "mask_encode_strength"):
-            if not 0 < getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be in (0, 1], got {getattr(self, name)}")
-        if self.steps < 1 or self.mask_samples < 1:
-            raise ValueError("steps and mask_samples must be >= 1")
-        if self.blend_with not in ("aligned", "previous"):
-            raise ValueError(f"blend_with must be 'aligned' or 'previous', got {self.blend_with!r}")
-        if self.inversion_eps_timestep not in ("current", "next"):
-            raise ValueError(f"inversion_eps_timestep must be 'current' or 'next', got {self.inversion_eps_timestep!r}")
 
 
 def diffedit_mask(backbone, z0, conds: EditConditions, schedule, config: DiffEditConfig, seed: int):

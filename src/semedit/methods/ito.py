@@ -57,75 +57,53 @@ from ..engine.guidance import nested_guidance
 from ..engine.masks import (check_mask_inputs, estimate_edit_mask, gaussian_blur, noise_difference, normalise, resize,
                             threshold, user_mask)
 from ..engine.optimise import cosine_distance, masked_squared_error, optimise_latents
-from .base import EditRequest, EditResult, edit_conditions, provenance, register, setting
+from .base import EditRequest, EditResult, MethodConfig, edit_conditions, provenance, register, setting
 
 
 @dataclass
-class ITOConfig:
-    steps: int = setting(25, "DDIM sampling steps (§4: 25)")
-    encode_ratio: float = setting(1.0, "t_E / T, depth of the DDIM inversion (§4: ratio 1, t_E = 25)")
+class ITOConfig(MethodConfig):
+    steps: int = setting(25, "DDIM sampling steps (§4: 25)", lo=1, hi=1000)
+    encode_ratio: float = setting(1.0, "t_E / T, depth of the DDIM inversion (§4: ratio 1, t_E = 25)",
+                                  lo=0, hi=1, lo_open=True)
     lam: float = setting(0.6, "lambda of Eq. 6, preservation vs guidance; 1 = simple edit, no guidance image (§3.2, §4: "
-                         "0.6)")
-    update_steps: int = setting(15, "t_u: latents are updated in the first t_u decoding steps (§3.2, §4: 15)")
-    grad_steps: int = setting(1, "k: gradient steps per updated timestep (Eq. 3, §4: 1)")
-    lr: float = setting(0.1, "gamma, the learning rate (Eq. 3, §4: Adam, 0.1)")
-    optimizer: str = setting("adam", "adam (§4) or sgd (Eq. 3's plain gradient step)")
+                         "0.6)", lo=0, hi=1)
+    update_steps: int = setting(15, "t_u: latents are updated in the first t_u decoding steps (§3.2, §4: 15)", lo=0)
+    grad_steps: int = setting(1, "k: gradient steps per updated timestep (Eq. 3, §4: 1)", lo=0)
+    lr: float = setting(0.1, "gamma, the learning rate (Eq. 3, §4: Adam, 0.1)", lo=0, lo_open=True)
+    optimizer: str = setting("adam", "adam (§4) or sgd (Eq. 3's plain gradient step)", choices=("adam", "sgd"))
     guidance_cosine: str = setting("latent", "Eq. 5's cosine over the whole latent, or \"pixel\": per latent pixel, "
-                                   "summed")
-    guidance_update_steps: int = setting(15, "t_u for the guidance image (§4: same as the edit; A.2 suggests 20)")
-    guidance_grad_steps: int = setting(1, "k for the guidance image (§4: 1; A.2 suggests 30)")
+                                   "summed", choices=("latent", "pixel"))
+    guidance_update_steps: int = setting(15, "t_u for the guidance image (§4: same as the edit; A.2 suggests 20)", lo=0)
+    guidance_grad_steps: int = setting(1, "k for the guidance image (§4: 1; A.2 suggests 30)", lo=0)
     refine_guidance: bool = setting(False, "refine the guidance image towards the input, lambda = 0 (supp. A.5; off by "
                                     "default)")
-    refine_update_steps: int = setting(6, "t_u of the refinement (A.5: 6)")
-    refine_grad_steps: int = setting(1, "k of the refinement (A.5: 1)")
-    guidance_scale: float = setting(7.5, "classifier-free guidance; not stated in the paper: SD 1.5's default (§4)")
-    mask_samples: int = setting(10, "n seeds averaged in Eq. 7 (§4 follows DiffEdit: n = 10)")
+    refine_update_steps: int = setting(6, "t_u of the refinement (A.5: 6)", lo=0)
+    refine_grad_steps: int = setting(1, "k of the refinement (A.5: 1)", lo=0)
+    guidance_scale: float = setting(7.5, "classifier-free guidance; not stated in the paper: SD 1.5's default (§4)",
+                                    lo=0)
+    mask_samples: int = setting(10, "n seeds averaged in Eq. 7 (§4 follows DiffEdit: n = 10)", lo=1)
     mask_mode: str = setting("sampling", "Eq. 7 after backward diffusions from x_E(s) (§3.2), or \"direct\" "
-                             "(DiffEdit-style)")
-    mask_encode_ratio: float | None = setting(None, "level of x_E(s) in \"sampling\" mode; None = encode_ratio (§3.2)")
+                             "(DiffEdit-style)", choices=("sampling", "direct"))
+    mask_encode_ratio: float | None = setting(None, "level of x_E(s) in \"sampling\" mode; None = encode_ratio (§3.2)",
+                                              lo=0, hi=1, lo_open=True)
     mask_step: int = setting(-1, "sampling-grid index of the mask timestep in \"direct\" mode: -1 = the last (Eq. 7)")
     mask_guidance_scale: float = setting(7.5, "CFG of the mask's predictions (not stated; as the edit and diffusers' "
-                                         "DiffEdit)")
-    mask_blur_kernel: int = setting(5, "Gaussian smoothing of the mask (§4; kernel not stated, sigma as torchvision's)")
-    mask_threshold: float = setting(0.1, "tau, on the min-max normalised map (§3.2 Eq. 7, §4: 0.1)")
+                                         "DiffEdit)", lo=0)
+    mask_blur_kernel: int = setting(5, "Gaussian smoothing of the mask (§4; kernel not stated, sigma as torchvision's)",
+                                    lo=1)
+    mask_threshold: float = setting(0.1, "tau, on the min-max normalised map (§3.2 Eq. 7, §4: 0.1)",
+                                    lo=0, hi=1, hi_open=True)
     inversion_condition: str = setting("matching", "matching (input: original, guidance image: edit condition) or null "
-                                       "(Eq. 2)")
-    inversion_guidance_scale: float = setting(1.0, "CFG during DDIM inversion (Eq. 2 has none)")
-    controlnet_scale: float = setting(1.0, "ControlNet conditioning scale (not stated; diffusers' default)")
+                                       "(Eq. 2)", choices=("matching", "null"))
+    inversion_guidance_scale: float = setting(1.0, "CFG during DDIM inversion (Eq. 2 has none)", lo=0)
+    controlnet_scale: float = setting(1.0, "ControlNet conditioning scale (not stated; diffusers' default)", lo=0)
     negative_prompt: str = setting("", "the null branch of classifier-free guidance")
 
-    def __post_init__(self):
-        if self.steps < 1 or self.mask_samples < 1:
-            raise ValueError("steps and mask_samples must be >= 1")
-        if not 0 < self.encode_ratio <= 1:
-            raise ValueError(f"encode_ratio must be in (0, 1], got {self.encode_ratio}")
-        if not 0 <= self.lam <= 1:
-            raise ValueError(f"lam (lambda) must be in [0, 1], got {self.lam}")
-        for name in ("update_steps", "guidance_update_steps", "refine_update_steps", "grad_steps",
-                     "guidance_grad_steps", "refine_grad_steps"):  # update steps beyond the decoding: all of it
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if not self.lr > 0:
-            raise ValueError(f"lr must be > 0, got {self.lr}")
-        if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"optimizer must be 'adam' or 'sgd', got {self.optimizer!r}")
-        if self.guidance_cosine not in ("latent", "pixel"):
-            raise ValueError(f"guidance_cosine must be 'latent' or 'pixel', got {self.guidance_cosine!r}")
-        if self.mask_mode not in ("sampling", "direct"):
-            raise ValueError(f"mask_mode must be 'sampling' or 'direct', got {self.mask_mode!r}")
-        if self.mask_encode_ratio is not None and not 0 < self.mask_encode_ratio <= 1:
-            raise ValueError(f"mask_encode_ratio must be in (0, 1] or None, got {self.mask_encode_ratio}")
+    def check(self) -> None:
         if not -self.steps <= self.mask_step < self.steps:
             raise ValueError(f"mask_step must index the {self.steps} sampling steps, got {self.mask_step}")
-        if self.mask_blur_kernel < 1 or self.mask_blur_kernel % 2 == 0:
+        if self.mask_blur_kernel % 2 == 0:
             raise ValueError(f"mask_blur_kernel must be a positive odd number, got {self.mask_blur_kernel}")
-        if not 0 <= self.mask_threshold < 1:
-            raise ValueError(f"mask_threshold must be in [0, 1), got {self.mask_threshold}")
-        for name in ("guidance_scale", "mask_guidance_scale", "inversion_guidance_scale", "controlnet_scale"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if self.inversion_condition not in ("matching", "null"):
-            raise ValueError(f"inversion_condition must be 'matching' or 'null', got {self.inversion_condition!r}")
 
     def update(self, lam: float, update_steps: int, grad_steps: int) -> "ITOUpdate":
         """A phase of latent updates with this config's gamma, optimiser and cosine."""

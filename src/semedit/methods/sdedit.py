@@ -9,21 +9,16 @@ import torch
 
 from ..engine.conditioning import Condition, GuidedNoise, decode_latents, encode_image, encode_text
 from ..engine.ddim import ddim_sample, make_schedule, q_sample, seeded_noise
-from .base import EditRequest, EditResult, provenance, register, setting
+from .base import EditRequest, EditResult, MethodConfig, provenance, register, setting
 
 
 @dataclass
-class SDEditConfig:
-    strength: float = setting(0.5, "t0 / T; the MCDM paper compares SDEdit 0.5 and 0.8 (§4), pixel guidance t0 = 0.5")
-    steps: int = setting(50, "DDIM steps over the whole schedule (int(steps * strength) are run)")
-    guidance_scale: float = setting(7.5, "classifier-free guidance (Stable Diffusion's default)")
+class SDEditConfig(MethodConfig):
+    strength: float = setting(0.5, "t0 / T; the MCDM paper compares SDEdit 0.5 and 0.8 (§4), pixel guidance t0 = 0.5",
+                              lo=0, hi=1, lo_open=True)
+    steps: int = setting(50, "DDIM steps over the whole schedule (int(steps * strength) are run)", lo=1, hi=1000)
+    guidance_scale: float = setting(7.5, "classifier-free guidance (Stable Diffusion's default)", lo=0)
     negative_prompt: str = setting("", "the null branch of classifier-free guidance")
-
-    def __post_init__(self):
-        if not 0 < self.strength <= 1:
-            raise ValueError(f"strength must be in (0, 1], got {self.strength}")
-        if self.steps < 1 or self.guidance_scale < 0:
-            raise ValueError("steps must be >= 1 and guidance_scale >= 0")
 
 
 @register("sdedit", SDEditConfig)

@@ -95,7 +95,7 @@ class EditInputs:
     source: str | None = None
     changes: dict = field(default_factory=dict)
     layout_from_changes: str | None = None  # "pose" or "scribble"
-    mask: Picture | None = None  # white / nonzero = may change
+    mask: Picture | None = None  # may change: white in a greyscale file, nonzero in an array
     controls: dict[str, Picture] = field(default_factory=dict)  # ControlNet name -> target layout map
     source_controls: dict[str, Picture] = field(default_factory=dict)  # ControlNet name -> the input's map
     record: ToonRecord | None = None  # the input's record; read from a toon PNG when None
@@ -146,7 +146,7 @@ class PreparedEdit:
         mask = None
         if inputs.mask is not None:
             mask = read_picture(inputs.mask, size, "the mask", mode="L")
-            mask = mask > (127 if mask.dtype == np.uint8 else 0)
+            mask = mask > 0 if isinstance(inputs.mask, np.ndarray) else mask > 127  # a file: white may change
         request = EditRequest(image=image, target_prompt=self.target, source_prompt=self.source, mask=mask,
                               controls=controls, source_controls=source_controls)
         try:

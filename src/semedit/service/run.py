@@ -19,9 +19,9 @@ def run_with_progress(method: str, backbone, request: EditRequest, config=None, 
     """`run_edit` with `progress(calls so far)` before every U-Net call and a stop, raising
     `EditCancelled`, at the first U-Net call after `cancel` is set."""
     def before_unet(calls: NetworkCalls) -> None:
-        if cancel is not None and cancel.is_set():
-            raise EditCancelled(f"{method} was cancelled after {calls.unet_evaluations} U-Net evaluations")
         if progress is not None:
             progress(calls)
+        if cancel is not None and cancel.is_set():
+            raise EditCancelled(f"{method} was cancelled after {calls.unet_evaluations} U-Net evaluations")
 
     return run_edit(method, backbone, request, config, seed, before_unet=before_unet)
