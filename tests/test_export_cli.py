@@ -8,7 +8,7 @@ from PIL import Image
 
 from semedit.cli import main
 from semedit.world import ToonRecord, export_dataset, read_export, record_seed, render, sample_record
-from semedit.world.torch_data import ToonDataset, ToonFolderDataset
+from semedit.training.datasets import ToonDataset, ToonFolderDataset
 
 
 def test_export_round_trips(tmp_path):

@@ -49,3 +49,19 @@ def test_clock_counts_across_an_interruption(tmp_path):
     again = Clock(path)  # a new invocation: the interrupted part's time is still counted
     again.run("vae", lambda: time.sleep(0.02))
     assert again.done == ["data", "vae"] and again.spent["vae"] >= 0.07
+
+
+def test_train_all_runs_every_part_once_in_order_and_skips_finished_ones(tmp_path, monkeypatch):
+    from semedit.training import train_all as ta
+
+    calls = []
+    monkeypatch.setattr(ta, "train_part", lambda part, family, runs, cache, fresh, minutes: calls.append(
+        (part, minutes)))
+    lines = []
+    ta.train_all(tmp_path / "family", tmp_path / "runs", tmp_path / "cache", TrainAllPlan(hours=1.0), echo=lines.append)
+    assert [p for p, _ in calls] == list(PARTS)
+    assert all((m is None) == (p not in TrainAllPlan().shares) for p, m in calls)  # data, tokenizer: no budget
+    assert (tmp_path / "family" / "model_index.json").exists()  # written once the U-Net is trained
+    calls.clear()
+    ta.train_all(tmp_path / "family", tmp_path / "runs", tmp_path / "cache", TrainAllPlan(hours=1.0), echo=lines.append)
+    assert calls == [] and sum("done before" in line for line in lines) == len(PARTS)

@@ -26,9 +26,9 @@ EVALUATOR_POOLING = "attention"
 @dataclass
 class FaceAugment:
     """Training-time changes to the face branch's crop (`ToonEvaluator.forward`), so that it learns the
-    face, not the 40,000 reconstructions it sees (it read eye colour on reconstructions of its training
-    images at 96.9%, of held-out ones at 92.0%). The jitter is a few times the pose head's own error on
-    held-out renders (0.19 px, 1% scale, 0.8 degrees); the mirror keeps expression, eye colour and face shape."""
+    face, not the 40,000 reconstructions it sees (model card: the evaluator reads reconstructions of its
+    training images better than unseen ones). The jitter is a few times the pose head's own error on
+    held-out renders; the mirror keeps expression, eye colour and face shape."""
 
     shift_px: float = 0.5  # std of the head position's jitter
     scale: float = 0.02  # std of the relative head scale's jitter
@@ -98,8 +98,8 @@ def train_evaluator(cache_dir: str | Path, vae_dir: str | Path, run_dir: str | P
             p.requires_grad_(name.startswith("face_"))
     run = TrainRun(run_dir, cfg, model, "evaluator", resume=resume)
     vae = AutoencoderKL.from_pretrained(vae_dir, torch_dtype=torch.float32).to(run.device)
-    # Every training image is also seen as its VAE reconstruction (a round trip costs ~0.05 s a CPU core):
-    # with only the first 8,000 the evaluator memorised them (eye colour 99% on those, 81% on unseen ones).
+    # Every training image is also seen as its VAE reconstruction, so that no small set of reconstructions
+    # can be memorised (model card, evaluator section).
     recons = reconstructions(vae, renders, run_dir / f"recon_train_{weights_tag(Path(vae_dir))}.npy")
 
     def loss_fn(step, g):

@@ -1,6 +1,6 @@
 """`semedit train all`: the whole family from scratch within a wall-clock budget (4 hours by default). Each
 trainable part gets a share of what is left, so a slow part shortens the ones after it; the
-clock is kept on disk, so a run that is stopped and started again (even in another session) still counts
+clock is kept on disk, so a run that is stopped and started again (even on another day) still counts
 every second it has spent."""
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from ..eval.metrics import psnr
 from ..models.images import to_tensor
 from ..models.toon64 import VAE_CONFIG
-from ..models.vae import reconstruct
+from ..models.vae import encode_latents, reconstruct
 from .caches import latents_cache
 from .data import RenderCache
 from .loop import TrainConfig, TrainRun
@@ -37,7 +37,7 @@ def center_latents(vae, images: np.ndarray) -> dict:
     (so latents are zero-mean for every Stable Diffusion pipeline, which applies no shift) and
     set `scaling_factor` to 1 / std."""
     vae.eval()
-    z = torch.cat([vae.encode(to_tensor(images[i:i + 200])).latent_dist.mode() for i in range(0, len(images), 200)])
+    z = encode_latents(vae, images, batch=200) / vae.config.scaling_factor  # the unscaled posterior means
     mean = z.mean(dim=(0, 2, 3))
     vae.quant_conv.bias[: mean.numel()] -= mean
     w = vae.post_quant_conv.weight[:, :, 0, 0]

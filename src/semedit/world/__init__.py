@@ -1,5 +1,5 @@
 """The procedural toon world: attribute records, rendering and maps, captions, ground-truth edits,
-diptychs and dataset export. Pure numpy/PIL (the torch datasets live in `semedit.world.torch_data`)."""
+diptychs and dataset export. Pure numpy/PIL (torch datasets over it: `semedit.training.datasets`)."""
 
 from .attributes import (CATEGORICAL, IDENTITY_FIELDS, POSE_RANGES, ToonRecord, observable, record_seed, sample_record,
                          with_other_value, with_value)

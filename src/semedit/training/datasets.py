@@ -14,19 +14,18 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from .attributes import ToonRecord, record_seed, sample_record
-from .captions import captions
-from .render import render
+from ..models.images import control_tensor, to_tensor
+from ..world import ToonRecord, captions, read_export, record_seed, render, sample_record
 
 
 def _item(index, rec: ToonRecord, image, seg, pose, scribble) -> dict:
     caps = captions(rec)
     return {
         "index": index,
-        "image": torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float() / 127.5 - 1.0,
+        "image": to_tensor(image[None])[0],
         "seg": torch.from_numpy(np.ascontiguousarray(seg)).long(),
-        "pose": torch.from_numpy(np.ascontiguousarray(pose)).permute(2, 0, 1).float() / 255.0,
-        "scribble": torch.from_numpy(np.ascontiguousarray(scribble)).float().div(255.0).expand(3, -1, -1).clone(),
+        "pose": control_tensor(pose[None])[0],
+        "scribble": control_tensor(scribble[None])[0].contiguous(),
         "caption": caps["full"],
         "captions": caps,
         "record": rec.to_dict(),
@@ -60,8 +59,6 @@ class ToonFolderDataset(Dataset):
     """The samples of an export folder (see `semedit.world.export`)."""
 
     def __init__(self, folder: str | Path):
-        from .export import read_export
-
         self.folder = Path(folder)
         self.info, self.meta = read_export(self.folder)
 
