@@ -109,3 +109,15 @@ def test_configs_refuse_values_outside_their_ranges():
         with pytest.raises(ValueError, match=field):
             make_config(method, **{field: value})
     assert make_config("ito", mask_encode_ratio=None).mask_encode_ratio is None
+
+
+def test_the_python_api_edits_in_one_call(tiny_folder, tmp_path):
+    from semedit.api import edit
+
+    out = tmp_path / "api.png"
+    result = edit(_image(), "sdedit", source="a cartoon man", target="a cartoon woman", model=str(tiny_folder),
+                  steps=4, seed=2, output=out)
+    assert result.image.shape == (SIZE, SIZE, 3) and result.provenance["target_prompt"] == "a cartoon woman"
+    assert json.loads(out.with_suffix(".json").read_text())["config"]["steps"] == 4
+    with pytest.raises(ValueError, match="strength"):
+        edit(_image(), "sdedit", source="x", target="y", model=str(tiny_folder), strength=2.0)

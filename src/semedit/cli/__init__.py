@@ -6,10 +6,11 @@ from __future__ import annotations
 import click
 
 from .. import __version__
-from .bench import bench, convert_weights
+from .bench import bench
 from .edit import edit
 from .generate import generate
 from .train import train
+from .weights import convert_weights
 from .world import world
 
 

@@ -1,0 +1,33 @@
+"""The Python API: one call for an edit, on the same service as the command line and the web app.
+
+    from semedit.api import edit
+    result = edit("toon.png", "ito", changes={"hair_colour": "red"})   # an EditResult
+    result.image, result.mask, result.provenance
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from .methods import EditResult, make_config
+from .service import EditInputs, get_backbone, prepare_edit, run_with_progress, save_result
+
+
+def edit(image, method: str = "ito", *, target: str | None = None, source: str | None = None,
+         changes: dict | None = None, layout_from_changes: str | None = None, mask=None,
+         controls: dict | None = None, source_controls: dict | None = None, model: str = "toon-64",
+         controlnets: dict | None = None, seed: int = 0, output=None, overwrite: bool = False,
+         save_intermediates: bool = False, progress: Callable | None = None, **settings) -> EditResult:
+    """Edit `image` (a file or a uint8 array) with `method`. The edit is a `target` prompt, layout maps
+    (`controls`, with the input's own in `source_controls`), or for toon PNGs attribute `changes`; `settings`
+    are the method's config fields (paper defaults otherwise). With `output` the result is saved as
+    `semedit edit` saves it. Bad input raises `InputError` (a ValueError) before any model runs."""
+    config = make_config(method, **settings)
+    prepared = prepare_edit(EditInputs(image, target, source, dict(changes or {}), layout_from_changes, mask,
+                                       dict(controls or {}), dict(source_controls or {})))
+    backbone = get_backbone(model, controlnets)
+    result = run_with_progress(method, backbone, prepared.request(backbone), config, seed, progress=progress)
+    result.provenance.update(prepared.provenance())
+    if output is not None:
+        save_result(result, output, save_intermediates, overwrite)
+    return result
