@@ -1,9 +1,8 @@
 import numpy as np
-import pytest
 import torch
 
 from semedit.methods import EditRequest, run_edit
-from semedit.methods.diffedit import DiffEditConfig, diffedit
+from semedit.methods.diffedit import DiffEditConfig
 
 
 

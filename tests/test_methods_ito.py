@@ -13,7 +13,7 @@ from semedit.methods import REGISTRY, EditRequest, make_config, run_edit
 from semedit.engine.conditioning import EditConditions
 from semedit.engine.counting import count_network_calls
 from semedit.methods.base import edit_conditions
-from semedit.methods.ito import (ITOConfig, edit_mask, guidance_loss, ito, ito_edit, ito_update,
+from semedit.methods.ito import (ITOConfig, edit_mask, guidance_loss, ito_edit, ito_update,
                                  preservation_loss)
 
 SMALL = dict(steps=4, mask_samples=2, update_steps=2, guidance_update_steps=2)

@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from semedit.methods import REGISTRY, EditRequest, run_edit
-from semedit.methods.sdedit import SDEditConfig, sdedit
+from semedit.methods.sdedit import SDEditConfig
 
 
 def _image():

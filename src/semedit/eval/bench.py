@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from ..models.evaluator import segmentation_accuracy
 from ..world import (CATEGORICAL, IDENTITY_FIELDS, CAPTION_FIELDS, GroundTruthEdit, describe, ground_truth_edit,
@@ -176,8 +175,9 @@ def run_method(method: str, backbone, tasks: list[BenchTask], config=None, progr
             continue
         mem.reset()
         result = run_edit(method, backbone, task_request(task, size), config, seed=task.seed)
-        rows.append({**row, "output": resize_square(result.image, TASK_SIZE), "unet_evaluations": result.unet_evaluations,
-                     "seconds": result.provenance["seconds"], "peak_memory_mib": round(mem.peak_mib(), 1)})
+        rows.append({**row, "output": resize_square(result.image, TASK_SIZE),
+                     "unet_evaluations": result.unet_evaluations, "seconds": result.provenance["seconds"],
+                     "peak_memory_mib": round(mem.peak_mib(), 1)})
     return rows
 
 

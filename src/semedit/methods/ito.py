@@ -65,8 +65,8 @@ class ITOConfig(MethodConfig):
     steps: int = setting(25, "DDIM sampling steps (§4: 25)", lo=1, hi=1000)
     encode_ratio: float = setting(1.0, "t_E / T, depth of the DDIM inversion (§4: ratio 1, t_E = 25)",
                                   lo=0, hi=1, lo_open=True)
-    lam: float = setting(0.6, "lambda of Eq. 6, preservation vs guidance; 1 = simple edit, no guidance image (§3.2, §4: "
-                         "0.6)", lo=0, hi=1)
+    lam: float = setting(0.6, "lambda of Eq. 6, preservation vs guidance; 1 = simple edit, no guidance image "
+                              "(§3.2, §4: 0.6)", lo=0, hi=1)
     update_steps: int = setting(15, "t_u: latents are updated in the first t_u decoding steps (§3.2, §4: 15)", lo=0)
     grad_steps: int = setting(1, "k: gradient steps per updated timestep (Eq. 3, §4: 1)", lo=0)
     lr: float = setting(0.1, "gamma, the learning rate (Eq. 3, §4: Adam, 0.1)", lo=0, lo_open=True)
