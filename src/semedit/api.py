@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Callable
 
 from .methods import EditResult, make_config
-from .service import EditInputs, get_backbone, prepare_edit, run_with_progress, save_result
+from .service import EditInputs, prepare_edit, run_prepared_edit, save_result
 
 
 def edit(image, method: str = "ito", *, target: str | None = None, source: str | None = None,
@@ -25,9 +25,7 @@ def edit(image, method: str = "ito", *, target: str | None = None, source: str |
     config = make_config(method, **settings)
     prepared = prepare_edit(EditInputs(image, target, source, dict(changes or {}), layout_from_changes, mask,
                                        dict(controls or {}), dict(source_controls or {})))
-    backbone = get_backbone(model, controlnets)
-    result = run_with_progress(method, backbone, prepared.request(backbone), config, seed, progress=progress)
-    result.provenance.update(prepared.provenance())
+    result = run_prepared_edit(prepared, method, config, model, controlnets, seed, progress)
     if output is not None:
         save_result(result, output, save_intermediates, overwrite)
     return result

@@ -110,9 +110,8 @@ def run_edit_command(name: str, kw: dict, settings: dict) -> None:
     from tqdm import tqdm
 
     from ..methods import make_config
-    from ..service import (EditInputs, get_backbone, parse_changes, parse_named, prepare_edit, result_paths,
-                           run_with_progress, save_result)
-    from ..service.outputs import check_outputs, check_png_path
+    from ..service import (EditInputs, check_outputs, check_png_path, get_backbone, parse_changes, parse_named,
+                           prepare_edit, result_paths, run_prepared_edit, save_result)
 
     output: Path = kw["output"]
     with user_errors():  # every check before any model loads
@@ -125,8 +124,8 @@ def run_edit_command(name: str, kw: dict, settings: dict) -> None:
             image=kw["image"], target=kw["target"], source=kw["source"], changes=parse_changes(kw["changes"]),
             layout_from_changes=None if kw["layout_from_set"] == "none" else kw["layout_from_set"], mask=kw["mask"],
             controls=controls, source_controls=source_controls))
-        backbone = get_backbone(kw["model"], parse_named(kw["controlnet"], "--controlnet", must_exist=False))
-        request = prepared.request(backbone)
+        controlnets = parse_named(kw["controlnet"], "--controlnet", must_exist=False)
+        prepared.request(get_backbone(kw["model"], controlnets))  # the pictures checked before the bar starts
     bar = tqdm(desc=f"{name}: U-Net evaluations", unit="eval")
 
     def progress(calls):
@@ -135,11 +134,10 @@ def run_edit_command(name: str, kw: dict, settings: dict) -> None:
 
     try:
         with user_errors():
-            result = run_with_progress(name, backbone, request, config, seed=kw["seed"], progress=progress)
+            result = run_prepared_edit(prepared, name, config, kw["model"], controlnets, kw["seed"], progress)
         bar.n = result.unet_evaluations
     finally:
         bar.close()
-    result.provenance.update(prepared.provenance())
     with user_errors():
         files = save_result(result, output, kw["save_intermediates"], overwrite=kw["overwrite"])
     click.echo(f"wrote {', '.join(str(f) for f in files)} ({result.unet_evaluations} U-Net evaluations, "

@@ -6,8 +6,9 @@ from .backbones import clear_backbones, get_backbone
 from .inputs import (EditInputs, InputError, PreparedEdit, parse_changes, parse_named, prepare_edit, read_picture,
                      read_record)
 from .outputs import check_outputs, check_png_path, result_paths, save_result, write_png
-from .run import EditCancelled, run_with_progress
+from .run import EditCancelled, run_prepared_edit, run_with_progress
 
 __all__ = ["clear_backbones", "get_backbone", "EditInputs", "InputError", "PreparedEdit", "parse_changes",
            "parse_named", "prepare_edit", "read_picture", "read_record", "check_outputs", "check_png_path",
-           "result_paths", "save_result", "write_png", "EditCancelled", "run_with_progress"]
+           "result_paths", "save_result", "write_png", "EditCancelled", "run_prepared_edit",
+           "run_with_progress"]

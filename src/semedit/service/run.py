@@ -7,6 +7,9 @@ from typing import Callable
 
 from ..engine.counting import NetworkCalls
 from ..methods import EditRequest, EditResult, run_edit
+from ..models.backbone import TOON64
+from .backbones import get_backbone
+from .inputs import PreparedEdit
 
 
 class EditCancelled(RuntimeError):
@@ -25,3 +28,15 @@ def run_with_progress(method: str, backbone, request: EditRequest, config=None, 
             raise EditCancelled(f"{method} was cancelled after {calls.unet_evaluations} U-Net evaluations")
 
     return run_edit(method, backbone, request, config, seed, before_unet=before_unet)
+
+
+def run_prepared_edit(prepared: PreparedEdit, method: str, config=None, model: str = TOON64,
+                      controlnets: dict | None = None, seed: int = 0,
+                      progress: Callable[[NetworkCalls], None] | None = None,
+                      cancel: threading.Event | None = None) -> EditResult:
+    """A checked edit (`prepare_edit`) run on the (cached) backbone `model`; the provenance gains the
+    prompts, the input and the attribute changes."""
+    backbone = get_backbone(model, controlnets)
+    result = run_with_progress(method, backbone, prepared.request(backbone), config, seed, progress, cancel)
+    result.provenance.update(prepared.provenance())
+    return result
