@@ -13,6 +13,7 @@ import copy
 import dataclasses
 import json
 import math
+import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
@@ -54,6 +55,71 @@ class TrainConfig:
                                    log_every=min(self.log_every, steps), warmup=min(self.warmup, steps // 2))
 
 
+# A save writes checkpoint.tmp/ (state.json last), moves checkpoint/ to checkpoint.old/, renames
+# checkpoint.tmp/ to checkpoint/ and deletes checkpoint.old/: a kill at any instant leaves the newest
+# complete checkpoint under one of these names.
+CHECKPOINT_NAMES = ("checkpoint", "checkpoint.tmp", "checkpoint.old")
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as f:
+        os.fsync(f.fileno())
+
+
+def _write_durably(path: Path, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _checkpoint_step(folder: Path) -> int | None:
+    """The step of a complete checkpoint folder (its state.json is written last), else None."""
+    try:
+        return int(json.loads((folder / "state.json").read_text())["step"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def settle_checkpoints(run_dir: Path) -> int | None:
+    """Leave the newest complete checkpoint of `run_dir` as checkpoint/ and delete the others (what a
+    save interrupted at any instant left behind); returns its step, or None if there is none."""
+    found = [(step, run_dir / name) for name in CHECKPOINT_NAMES
+             if (step := _checkpoint_step(run_dir / name)) is not None]
+    final = run_dir / CHECKPOINT_NAMES[0]
+    if not found:
+        return None
+    step, best = max(found, key=lambda f: f[0])
+    if best != final:
+        parked = run_dir / CHECKPOINT_NAMES[2]
+        if final.exists():  # an older checkpoint/: parked where the next settle would find it
+            if best != parked:
+                shutil.rmtree(parked, ignore_errors=True)
+                final.rename(parked)
+            else:
+                shutil.rmtree(final)
+        best.rename(final)
+    for name in CHECKPOINT_NAMES[1:]:
+        shutil.rmtree(run_dir / name, ignore_errors=True)
+    return step
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the loss log's records up to `step` (the checkpoint a run resumes from; none for a fresh run)."""
+    if not path.exists():
+        return
+
+    def step_of(line: str) -> float:
+        try:
+            return json.loads(line)["step"]
+        except (ValueError, KeyError, TypeError):  # a line cut short by a kill
+            return float("inf")
+
+    keep = [line for line in path.read_text().splitlines() if step_of(line) <= step]
+    _write_durably(path.with_suffix(".tmp"), "".join(line + "\n" for line in keep))
+    path.with_suffix(".tmp").replace(path)
+
+
 def _state(module: torch.nn.Module) -> dict:
     return {k: v.detach().contiguous().cpu() for k, v in module.state_dict().items()}
 
@@ -74,11 +140,18 @@ class TrainRun:
         self.module, self.opt = self.accelerator.prepare(module, opt)
         self.ema = copy.deepcopy(module).requires_grad_(False) if cfg.ema_decay else None
         self.step, self.seconds_per_step = 0, None
-        ckpt = self.run_dir / "checkpoint"
-        if resume and (ckpt / "state.json").exists():
+        if self.accelerator.is_main_process:
+            if resume:
+                settle_checkpoints(self.run_dir)
+            else:
+                for name in CHECKPOINT_NAMES:
+                    shutil.rmtree(self.run_dir / name, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        ckpt = self.run_dir / CHECKPOINT_NAMES[0]
+        if _checkpoint_step(ckpt) is not None:
             self._load(ckpt)
-        elif (self.run_dir / "log.jsonl").exists():
-            (self.run_dir / "log.jsonl").unlink()
+        if self.accelerator.is_main_process:
+            _truncate_log(self.run_dir / "log.jsonl", self.step)
         (self.run_dir / "train_config.json").write_text(json.dumps(asdict(cfg), indent=2))
 
     @property
@@ -180,17 +253,23 @@ class TrainRun:
         acc.wait_for_everyone()
         if not acc.is_main_process:
             return
-        tmp, final = self.run_dir / "checkpoint.tmp", self.run_dir / "checkpoint"
+        final, tmp, old = (self.run_dir / name for name in CHECKPOINT_NAMES)
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir()
         save_file(_state(self.unwrapped()), tmp / "model.safetensors")
         if self.ema is not None:
             save_file(_state(self.ema), tmp / "ema.safetensors")
         torch.save(self.opt.state_dict(), tmp / "optimizer.pt")
-        (tmp / "state.json").write_text(json.dumps({"step": self.step, "name": self.name,
-                                                   "seconds_per_step": self.seconds_per_step}))
-        shutil.rmtree(final, ignore_errors=True)
+        for f in tmp.iterdir():
+            _fsync(f)
+        _write_durably(tmp / "state.json", json.dumps({"step": self.step, "name": self.name,
+                                                       "seconds_per_step": self.seconds_per_step}))
+        # the newest complete checkpoint exists under one of the three names at every instant
+        if final.exists():
+            shutil.rmtree(old, ignore_errors=True)
+            final.rename(old)
         tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
 
     def _load(self, ckpt: Path) -> None:
         self.unwrapped().load_state_dict(load_file(ckpt / "model.safetensors"))
