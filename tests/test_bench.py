@@ -135,3 +135,18 @@ def test_rejudge_scores_the_kept_outputs_again(tiny, evaluator, tmp_path):
     assert rejudge(tmp_path, evaluator)["frechet"] == pytest.approx(report["frechet"])
     r = CliRunner().invoke(main, ["bench", "--rejudge", "--out", str(tmp_path / "none")])
     assert r.exit_code != 0 and "not the folder of a finished benchmark run" in r.output
+
+
+def test_one_task_gives_no_frechet_distance_and_a_failed_judgement_writes_nothing(tiny, evaluator, tmp_path,
+                                                                                 monkeypatch):
+    config = {"sdedit": REGISTRY["sdedit"].config(steps=2)}
+    report = run_benchmark(tiny, evaluator, ["sdedit"], ["hair"], 1, tmp_path / "one", configs=config)
+    assert report["frechet"] == {} and "fewer than 2 images" in (tmp_path / "one" / "table.md").read_text()
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("the grid failed")
+
+    monkeypatch.setattr("semedit.eval.bench.grid", broken)
+    with pytest.raises(RuntimeError, match="grid failed"):
+        run_benchmark(tiny, evaluator, ["sdedit"], ["hair"], 2, tmp_path / "two", configs=config)
+    assert not (tmp_path / "two").exists() or not any((tmp_path / "two").iterdir())

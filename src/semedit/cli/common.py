@@ -17,11 +17,11 @@ model_option = click.option("--model", default="toon-64", show_default=True,
 
 def check_output(path: Path, overwrite: bool) -> Path:
     """A PNG path that may be written: refuse to overwrite unless asked; create the parent folder."""
-    from ..service import check_outputs, check_png_path
+    from ..service import check_new_files, check_png_path
 
     with user_errors():
         check_png_path(path)
-        check_outputs([path], overwrite)
+        check_new_files([path], overwrite)
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
 
@@ -33,5 +33,5 @@ def user_errors():
 
     try:
         yield
-    except (ValueError, FileExistsError, BackboneNotFound) as e:
+    except (ValueError, OSError, BackboneNotFound) as e:  # OSError: files that cannot be read or written
         raise click.ClickException(str(e)) from None

@@ -110,12 +110,12 @@ def run_edit_command(name: str, kw: dict, settings: dict) -> None:
     from tqdm import tqdm
 
     from ..methods import make_config
-    from ..service import (EditInputs, check_outputs, check_png_path, get_backbone, parse_changes, parse_named,
+    from ..service import (EditInputs, check_new_files, check_png_path, get_backbone, parse_changes, parse_named,
                            prepare_edit, result_paths, run_prepared_edit, save_result)
 
     output: Path = kw["output"]
     with user_errors():  # every check before any model loads
-        check_outputs(result_paths(check_png_path(output)), kw["overwrite"])
+        check_new_files(result_paths(check_png_path(output)), kw["overwrite"])
         config = make_config(name, **settings)
         controls = {**{k: kw[k] for k in ("pose", "scribble") if kw[k]}, **parse_named(kw["control"], "--control")}
         source_controls = {**{k: kw[f"source_{k}"] for k in ("pose", "scribble") if kw[f"source_{k}"]},

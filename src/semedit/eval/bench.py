@@ -22,6 +22,7 @@ import numpy as np
 from ..models.evaluator import segmentation_accuracy
 from ..world import (CATEGORICAL, IDENTITY_FIELDS, CAPTION_FIELDS, GroundTruthEdit, describe, ground_truth_edit,
                      layout_map, observable, render, resize_square, sample_record)
+from ..files import check_new_files, write_together
 from .metrics import frechet_distance, mae, psnr, ssim
 from .paper_nets import PaperNets, arcface_similarity, inception_features, lpips_distance
 
@@ -260,14 +261,13 @@ def reference_images(n: int = REFERENCE_SIZE, seed: int = 7_000_000) -> np.ndarr
 
 def frechet_by_set(rows: list[dict], tasks: list[BenchTask], features, reference: np.ndarray) -> dict[str, float]:
     """Fréchet distance to the reference features for each method's outputs and, as the floor a method can
-    reach, for the tasks' ground-truth edits (real renders); `features` maps uint8 images to N x D."""
-    out = {}
-    for m in sorted({r["method"] for r in rows}):
-        outs = [r["output"] for r in rows if r["method"] == m and "output" in r]
-        if len(outs) > 1:
-            out[m] = frechet_distance(features(np.stack(outs)), reference)
-    out["ground_truth"] = frechet_distance(features(np.stack([t.edit.target_render.image for t in tasks])), reference)
-    return out
+    reach, for the tasks' ground-truth edits (real renders); `features` maps uint8 images to N x D. A set
+    of fewer than two images has no covariance and no distance."""
+    sets = {m: [r["output"] for r in rows if r["method"] == m and "output" in r]
+            for m in sorted({r["method"] for r in rows})}
+    sets["ground_truth"] = [t.edit.target_render.image for t in tasks]
+    return {name: frechet_distance(features(np.stack(images)), reference) for name, images in sets.items()
+            if len(images) > 1}
 
 
 def markdown_table(summary: dict, frechet: dict, kinds, fid: dict | None = None,
@@ -295,6 +295,9 @@ def markdown_table(summary: dict, frechet: dict, kinds, fid: dict | None = None,
             lines.append(f"| {m} | {s['n']} | " + " | ".join(cells) + " |")
     lines += [f"\n**Fréchet distance on evaluator features vs {REFERENCE_SIZE:,} real renders** (lower is better)\n",
               "| set | distance |", "|---|---|"] + [f"| {m} | {v:.3f} |" for m, v in frechet.items()]
+    too_few = [m for m in [*summary, "ground_truth"] if m not in frechet]
+    if too_few:
+        lines.append(f"\n_No Fréchet distance for {', '.join(too_few)}: fewer than 2 images._")
     if fid:
         lines += [f"\n**FID (Inception pool3) vs {REFERENCE_SIZE:,} real renders** (lower is better; "
                   "tens of samples make it biased upwards: compare methods, not papers)\n",
@@ -332,6 +335,7 @@ def run_benchmark(backbone, evaluator, methods: list[str], kinds, n: int, out_di
     files = [out_dir / f for f in (*JUDGEMENT_FILES, OUTPUTS_FILE)]
     if not overwrite and any(f.exists() for f in files):
         raise FileExistsError(f"{out_dir} holds benchmark results; pass overwrite=True (--overwrite) to replace them")
+    check_new_files(files, overwrite=True)
     tasks = make_tasks(kinds, n, seed)
     rows = []
     t0 = time.perf_counter()
@@ -341,9 +345,14 @@ def run_benchmark(backbone, evaluator, methods: list[str], kinds, n: int, out_di
             "configs": {m: _config_dict(m, (configs or {}).get(m)) for m in methods},
             "wall_seconds": round(time.perf_counter() - t0, 1),
             "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None}
-    out_dir.mkdir(parents=True, exist_ok=True)
-    np.savez_compressed(out_dir / OUTPUTS_FILE, **{_output_key(r): r["output"] for r in rows if "output" in r})
-    return judge(out_dir, meta, tasks, rows, evaluator, backbone.clip, backbone.clip_processor, paper_nets)
+    outputs = {_output_key(r): r["output"] for r in rows if "output" in r}
+
+    def keep(path):
+        with open(path, "wb") as f:  # a file object: savez would add ".npz" to the temporary name
+            np.savez_compressed(f, **outputs)
+
+    return judge(out_dir, meta, tasks, rows, evaluator, backbone.clip, backbone.clip_processor, paper_nets,
+                 [(out_dir / OUTPUTS_FILE, keep)])
 
 
 def _output_key(row: dict) -> str:
@@ -351,10 +360,10 @@ def _output_key(row: dict) -> str:
 
 
 def judge(out_dir, meta: dict, tasks: list[BenchTask], rows: list[dict], evaluator, clip=None,
-          clip_processor=None, paper_nets: PaperNets | None = None) -> dict:
-    """Score every method's rows (each in task order), then write results.json, table.md and grid.png.
-    The papers' LPIPS, FID and ArcFace figures are computed for the networks in `paper_nets`; the
-    report names those it could not compute."""
+          clip_processor=None, paper_nets: PaperNets | None = None, more_files=()) -> dict:
+    """Score every method's rows (each in task order), then write results.json, table.md and grid.png
+    (with `more_files`, (path, write) pairs: all or none). The papers' LPIPS, FID and ArcFace figures are
+    computed for the networks in `paper_nets`; the report names those it could not compute."""
     out_dir = Path(out_dir)
     nets = paper_nets or PaperNets()
     for m in meta["methods"]:
@@ -369,10 +378,11 @@ def judge(out_dir, meta: dict, tasks: list[BenchTask], rows: list[dict], evaluat
     report = {**meta, "clip": clip is not None or meta.get("clip", False), "not_computed": nets.describe_missing(),
               "summary": summary, "frechet": frechet, "fid": fid,
               "tasks": [{k: v for k, v in r.items() if k != "output"} for r in rows]}
-    (out_dir / JUDGEMENT_FILES[0]).write_text(json.dumps(report, indent=2, default=float))
-    (out_dir / JUDGEMENT_FILES[1]).write_text(markdown_table(summary, frechet, meta["kinds"], fid,
-                                                                   report["not_computed"]))
-    grid(tasks, rows, meta["methods"]).save(out_dir / JUDGEMENT_FILES[2])
+    table = markdown_table(summary, frechet, meta["kinds"], fid, report["not_computed"])
+    picture = grid(tasks, rows, meta["methods"])
+    write_together([(out_dir / JUDGEMENT_FILES[0], lambda p: p.write_text(json.dumps(report, indent=2, default=float))),
+                    (out_dir / JUDGEMENT_FILES[1], lambda p: p.write_text(table)),
+                    (out_dir / JUDGEMENT_FILES[2], lambda p: picture.save(p, format="PNG")), *more_files])
     return report
 
 

@@ -4,22 +4,14 @@ is overwritten unless asked, and a save writes all of its files or none."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 
+from ..files import check_new_files, write_together
 from ..methods import EditResult
 
 PROVENANCE_KEY = "semedit"  # the PNG text chunk holding a result's provenance
-
-
-def check_outputs(paths, overwrite: bool) -> None:
-    """Refuse, before any work, to replace existing files unless `overwrite`."""
-    clash = [str(p) for p in paths if Path(p).exists()]
-    if clash and not overwrite:
-        raise FileExistsError(f"{', '.join(clash)} exist{'s' if len(clash) == 1 else ''}; pass --overwrite "
-                              "(overwrite=True) to replace")
 
 
 def check_png_path(path) -> Path:
@@ -76,16 +68,15 @@ def result_paths(path, intermediates: dict | None = None) -> list[Path]:
 
 def save_result(result: EditResult, path, save_intermediates: bool = False, overwrite: bool = False) -> list[Path]:
     """Write the edited image (PNG, provenance in its `semedit` text chunk), a JSON sidecar and, if
-    asked, the mask and every intermediate (pictures as PNG, tensors in one safetensors file). Each file
-    is written beside its place first and moved there once all are written."""
+    asked, the mask and every intermediate (pictures as PNG, tensors in one safetensors file): all of
+    them or, if anything fails, none."""
     from safetensors.torch import save_file
 
     path = check_png_path(path)
     pictures = dict(result.intermediates)
     if result.mask is not None:
         pictures["mask"] = np.asarray(result.mask, dtype=np.float32)
-    check_outputs(result_paths(path, pictures if save_intermediates else None), overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    check_new_files(result_paths(path, pictures if save_intermediates else None), overwrite)
     writes = [(path, lambda p: write_png(p, result.image, result.provenance))]
     if save_intermediates:
         for name, value in pictures.items():
@@ -96,13 +87,4 @@ def save_result(result: EditResult, path, save_intermediates: bool = False, over
                            lambda p: save_file(tensors, str(p))))
     sidecar = {**result.provenance, "files": [str(p) for p, _ in writes]}
     writes.append((path.with_suffix(".json"), lambda p: Path(p).write_text(json.dumps(sidecar, indent=2))))
-    temporary = [p.with_name(f".{p.name}.partial") for p, _ in writes]
-    try:
-        for (_, write), tmp in zip(writes, temporary):
-            write(tmp)
-        for (final, _), tmp in zip(writes, temporary):
-            os.replace(tmp, final)
-    finally:
-        for tmp in temporary:
-            tmp.unlink(missing_ok=True)
-    return [p for p, _ in writes]
+    return write_together(writes)
