@@ -35,7 +35,15 @@ def test_requests_are_validated(tiny):
     with pytest.raises(ValueError, match="needs 16x16"):
         run_edit("sdedit", tiny, EditRequest(np.zeros((32, 32, 3), np.uint8), "x"))
     with pytest.raises(ValueError, match="mask is empty"):
-        run_edit("sdedit", tiny, EditRequest(_image(), "x", mask=np.zeros((16, 16))))
+        run_edit("diffedit", tiny, EditRequest(_image(), "x", mask=np.zeros((16, 16))))
+    with pytest.raises(ValueError, match="sdedit takes no mask"):  # refused, not ignored
+        run_edit("sdedit", tiny, EditRequest(_image(), "x", mask=np.ones((16, 16))))
+    with pytest.raises(ValueError, match="nothing to edit"):
+        run_edit("sdedit", tiny, EditRequest(_image(), "x", source_prompt="x"))
+    with pytest.raises(ValueError, match="target prompt is empty"):
+        run_edit("diffedit", tiny, EditRequest(_image(), " ", source_prompt="x"))
+    with pytest.raises(ValueError, match="runs no denoising step"):
+        SDEditConfig(steps=1, strength=0.5)
     with pytest.raises(ValueError, match="takes no layout conditions"):
         run_edit("sdedit", tiny, EditRequest(_image(), "x", controls={"depth": np.zeros((16, 16, 3), np.uint8)}))
     with pytest.raises(ValueError, match="strength"):

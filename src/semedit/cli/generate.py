@@ -19,7 +19,8 @@ from .common import check_output, model_option, output_option, overwrite_option,
 @click.option("--scribble", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="A scribble map (white lines on black) to follow (ControlNet 'scribble').")
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
-@click.option("--steps", type=click.IntRange(1, 1000), default=50, show_default=True, help="DDIM steps.")
+@click.option("--steps", type=click.IntRange(1), default=50, show_default=True,
+              help="DDIM steps (at most the model's training steps less its offset: 999 for SD-style models).")
 @click.option("--cfg", type=click.FloatRange(0, 50), default=7.5, show_default=True,
               help="Classifier-free guidance scale.")
 @click.option("--negative-prompt", default="", help="Text to steer away from.")
@@ -30,7 +31,9 @@ def generate(prompt, model, pose, scribble, seed, steps, cfg, negative_prompt, o
     import torch
     from PIL import Image
 
-    from ..service import get_backbone, read_picture, write_png
+    from ..engine.ddim import make_schedule
+    from ..models.backbone import image_size_of
+    from ..service import get_backbone, prompt_notes, read_picture, write_png
 
     if pose and scribble:
         raise click.UsageError("give --pose or --scribble, not both")
@@ -39,11 +42,14 @@ def generate(prompt, model, pose, scribble, seed, steps, cfg, negative_prompt, o
     check_output(output, overwrite)
     kind = "pose" if pose else "scribble" if scribble else None
     with user_errors():
+        size, notes = image_size_of(model), []
+        kw = {"image": Image.fromarray(read_picture(pose or scribble, size, f"--{kind}", notes=notes))} if kind else {}
         bb = get_backbone(model)
         if kind and kind not in bb.controlnets:
             raise click.ClickException(f"{model} has no {kind} ControlNet")
-        kw = {"image": Image.fromarray(read_picture(pose or scribble, bb.image_size, f"--{kind}"))} if kind else {}
-    size = bb.image_size
+        make_schedule(bb.scheduler_config, steps)  # the steps fit the model's schedule
+    for note in notes + prompt_notes(bb.tokenizer, {"prompt": prompt, "negative prompt": negative_prompt}):
+        click.echo(f"note: {note}", err=True)
     t0 = time.perf_counter()
     image = bb.pipeline(kind)(prompt, negative_prompt=negative_prompt or None, num_inference_steps=steps,
                               guidance_scale=cfg, generator=torch.Generator().manual_seed(seed), height=size,

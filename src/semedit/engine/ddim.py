@@ -33,7 +33,18 @@ class Schedule:
         int(N * strength) steps are run)."""
         if not 0.0 < strength <= 1.0:
             raise ValueError(f"strength / encode ratio must be in (0, 1], got {strength}")
+        if int(self.num_steps * strength) < 1:
+            raise ValueError(f"{self.num_steps} steps at strength / encode ratio {strength} run no denoising step; "
+                             f"give at least {steps_for(strength)} steps")
         return self.num_steps - min(int(self.num_steps * strength), self.num_steps)
+
+
+def steps_for(strength: float) -> int:
+    """The fewest steps with which `int(steps * strength)`, the steps an edit runs, is at least one."""
+    steps = max(1, int(1 / strength))
+    while int(steps * strength) < 1:
+        steps += 1
+    return steps
 
 
 def make_schedule(scheduler_config: dict, num_steps: int) -> Schedule:
@@ -44,6 +55,11 @@ def make_schedule(scheduler_config: dict, num_steps: int) -> Schedule:
     sched = DDIMScheduler.from_config(scheduler_config)
     sched.set_timesteps(num_steps)
     ts = tuple(int(t) for t in sched.timesteps)
+    if max(ts) >= len(sched.alphas_cumprod):  # the timestep grid runs past the model's schedule
+        most = max(n for n in range(1, len(sched.alphas_cumprod) + 1)
+                   if (n - 1) * (len(sched.alphas_cumprod) // n) + sched.config.steps_offset < len(sched.alphas_cumprod))
+        raise ValueError(f"{num_steps} steps do not fit this model's {len(sched.alphas_cumprod)}-step schedule; "
+                         f"give at most {most}")
     ac = sched.alphas_cumprod.double()
     alphas = torch.cat([ac[list(ts)], sched.final_alpha_cumprod.double().reshape(1)])
     return Schedule(ts, alphas)

@@ -51,24 +51,27 @@ class EditRequest:
                                      f"{', '.join(controlnets) or 'no ControlNets'}")
                 if np.asarray(m).shape[:2] != (size, size):
                     raise ValueError(f"{kind}[{name!r}] is {np.asarray(m).shape}; it must be {size}x{size}")
+        missing = [n for n in self.controls if n not in self.source_controls]
+        if missing:
+            raise ValueError(f"target layout map(s) {', '.join(missing)} given without the input's own map "
+                             f"(source_controls[{missing[0]!r}]): the edit inverts under (and contrasts with) "
+                             "the original condition, so it needs the original layout too")
+        if not self.target_prompt.strip() and not self.controls:
+            raise ValueError("the target prompt is empty: say what the edited image shows")
+        changed = [n for n in self.controls if not np.array_equal(self.controls[n], self.source_controls[n])]
+        if self.target_prompt == self.source_prompt and not changed:
+            raise ValueError("nothing to edit: the target prompt is the source prompt and no target layout map "
+                             "differs from the input's; give a new prompt, pose or scribble")
 
 
 def edit_conditions(backbone, request: EditRequest, negative_prompt: str = "",
                     controlnet_scale: float = 1.0) -> EditConditions:
     """C_0 and C_EDIT from a request: text (source / target prompt) and layouts (source_controls /
     controls), any combination (§3.2, supp. A.4.1). A layout map given only in source_controls is
-    held fixed (in both conditions). Bad combinations are clear errors, before any U-Net runs."""
-    missing = [n for n in request.controls if n not in request.source_controls]
-    if missing:
-        raise ValueError(f"target layout map(s) {', '.join(missing)} given without the input's own map "
-                         f"(source_controls[{missing[0]!r}]): the edit inverts under (and contrasts with) "
-                         "the original condition, so it needs the original layout too")
+    held fixed (in both conditions). The request is `validate`d."""
     src_maps = {n: control_map(backbone, m) for n, m in request.source_controls.items()}
     edit_maps = {**src_maps, **{n: control_map(backbone, m) for n, m in request.controls.items()}}
     changed = [n for n in request.controls if not torch.equal(edit_maps[n], src_maps[n])]
-    if request.target_prompt == request.source_prompt and not changed:
-        raise ValueError("nothing to edit: the target prompt is the source prompt and no target layout map "
-                         "differs from the input's; give a new prompt, pose or scribble")
     null, source, target = encode_text(backbone, [negative_prompt, request.source_prompt,
                                                   request.target_prompt]).chunk(3)
     s = controlnet_scale
@@ -122,6 +125,15 @@ class MethodConfig:
     def check(self) -> None:
         """Checks across fields (none by default)."""
 
+    def require_steps(self, **ratios: float | None) -> None:
+        """Each of `ratios` (a share of the `steps` schedule) must run at least one denoising step."""
+        from ..engine.ddim import steps_for
+
+        for name, ratio in ratios.items():
+            if ratio is not None and int(self.steps * ratio) < 1:
+                raise ValueError(f"steps={self.steps} with {name}={ratio} runs no denoising step; give at least "
+                                 f"{steps_for(ratio)} steps")
+
 
 @dataclass
 class EditResult:
@@ -138,14 +150,15 @@ class Method:
     edit: Callable  # edit(backbone, request, config, seed) -> EditResult
     config: type
     layout: bool = False  # takes layout conditions (ControlNet maps) besides text
+    mask: bool = False  # takes a user mask of the region that may change
 
 
 REGISTRY: dict[str, Method] = {}
 
 
-def register(name: str, config: type, layout: bool = False):
+def register(name: str, config: type, layout: bool = False, mask: bool = False):
     def deco(fn):
-        REGISTRY[name] = Method(name, fn, config, layout)
+        REGISTRY[name] = Method(name, fn, config, layout, mask)
         return fn
     return deco
 
@@ -206,6 +219,9 @@ def run_edit(method: str, backbone, request: EditRequest, config=None, seed: int
     if (request.controls or request.source_controls) and not REGISTRY[method].layout:
         raise ValueError(f"{method} edits with text only; it takes no layout conditions "
                          f"({', '.join(request.controls or request.source_controls)})")
+    if request.mask is not None and not REGISTRY[method].mask:
+        takers = ", ".join(sorted(m for m, entry in REGISTRY.items() if entry.mask))
+        raise ValueError(f"{method} takes no mask: it does not restrict the edit to a region ({takers} do)")
     request.validate(backbone.image_size, backbone.controlnets)
     t0 = time.perf_counter()
     with count_network_calls(backbone, before_unet) as calls:

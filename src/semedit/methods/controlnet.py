@@ -22,6 +22,9 @@ class ControlNetEditConfig(MethodConfig):
     controlnet_scale: float = setting(1.0, "ControlNet conditioning scale (diffusers' default)", lo=0)
     negative_prompt: str = setting("", "the null branch of classifier-free guidance")
 
+    def check(self) -> None:
+        self.require_steps(encode_ratio=self.encode_ratio)
+
 
 @register("controlnet", ControlNetEditConfig, layout=True)
 @torch.no_grad()

@@ -47,6 +47,9 @@ class DiffEditConfig(MethodConfig):
                               choices=("aligned", "previous"))
     negative_prompt: str = setting("", "the null branch of classifier-free guidance")
 
+    def check(self) -> None:
+        self.require_steps(encode_ratio=self.encode_ratio, mask_encode_strength=self.mask_encode_strength)
+
 
 def diffedit_mask(backbone, z0, conds: EditConditions, schedule, config: DiffEditConfig, seed: int):
     """The binary latent mask (1, 1, h, w) and its soft map (DiffEdit §3.1)."""
@@ -56,7 +59,7 @@ def diffedit_mask(backbone, z0, conds: EditConditions, schedule, config: DiffEdi
     return threshold(soft, config.mask_threshold), soft
 
 
-@register("diffedit", DiffEditConfig)
+@register("diffedit", DiffEditConfig, mask=True)
 @torch.no_grad()
 def diffedit(backbone, request: EditRequest, config: DiffEditConfig = DiffEditConfig(), seed: int = 0) -> EditResult:
     z0 = encode_image(backbone, request.image)

@@ -100,6 +100,7 @@ class ITOConfig(MethodConfig):
     negative_prompt: str = setting("", "the null branch of classifier-free guidance")
 
     def check(self) -> None:
+        self.require_steps(encode_ratio=self.encode_ratio, mask_encode_ratio=self.mask_encode_ratio)
         if not -self.steps <= self.mask_step < self.steps:
             raise ValueError(f"mask_step must index the {self.steps} sampling steps, got {self.mask_step}")
         if self.mask_blur_kernel % 2 == 0:
@@ -285,7 +286,7 @@ def ito_edit(backbone, z0: torch.Tensor, conds: EditConditions, config: ITOConfi
     return EditResult(image=decode_latents(backbone, y0)[0], mask=up, intermediates=intermediates, provenance=prov)
 
 
-@register("ito", ITOConfig, layout=True)
+@register("ito", ITOConfig, layout=True, mask=True)
 @torch.no_grad()
 def ito(backbone, request: EditRequest, config: ITOConfig = ITOConfig(), seed: int = 0) -> EditResult:
     """Conditions (§3.2, supp. A.4.1): a target prompt, a target pose or scribble, the map of any other

@@ -20,6 +20,9 @@ class SDEditConfig(MethodConfig):
     guidance_scale: float = setting(7.5, "classifier-free guidance (Stable Diffusion's default)", lo=0)
     negative_prompt: str = setting("", "the null branch of classifier-free guidance")
 
+    def check(self) -> None:
+        self.require_steps(strength=self.strength)
+
 
 @register("sdedit", SDEditConfig)
 @torch.no_grad()

@@ -90,11 +90,53 @@ def _resolve(name_or_path: str, what: str, allow_patterns=None) -> Path:
                                f"({type(e).__name__}: {str(e).splitlines()[0][:200]}). {how}") from None
 
 
+def _load_part(load, folder: Path, name: str, part: str, **kw):
+    """`load(folder, **kw)`, or one `BackboneNotFound` that names the part, the folder and what to do."""
+    try:
+        return load(folder, **kw)
+    except Exception as e:  # a missing, truncated, empty or corrupt file: whatever the loader raises
+        reason = str(e).strip().splitlines()[0][:300] if str(e).strip() else ""
+        raise BackboneNotFound(f"{name}: cannot load its {part} from {folder} ({type(e).__name__}: {reason}). The "
+                               "model folder is incomplete or damaged, or holds weights in a format other than "
+                               "safetensors: copy or download it again") from None
+
+
 def _check_sd_folder(root: Path, name: str) -> None:
     missing = [c for c in SD_COMPONENTS if not (root / c).is_dir()]
     if missing:
         raise BackboneNotFound(f"{name!r} ({root}) is not a Stable Diffusion folder in the diffusers layout: "
                                f"missing {', '.join(c + '/' for c in missing)}")
+
+
+def _model_root(name_or_path: str) -> Path:
+    if name_or_path == TOON64:
+        return TOON64_DIR
+    root = _resolve(name_or_path, "model")
+    _check_sd_folder(root, name_or_path)
+    return root
+
+
+def _read_config(folder: Path, name: str) -> dict:
+    import json
+
+    path = folder / "config.json"
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise BackboneNotFound(f"{name}: cannot read {path} ({type(e).__name__}: {e}); the model folder is "
+                               "incomplete or damaged: copy or download it again") from None
+
+
+def image_size_of(name_or_path: str = TOON64) -> int:
+    """The image size a backbone edits at, from its U-Net's and VAE's configurations alone (no weights
+    load), so that pictures can be checked before a model loads."""
+    root = _model_root(name_or_path)
+    unet, vae = _read_config(root / "unet", name_or_path), _read_config(root / "vae", name_or_path)
+    try:
+        return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
+    except (KeyError, TypeError, ValueError):
+        raise BackboneNotFound(f"{name_or_path}: its unet/config.json or vae/config.json lacks sample_size or "
+                               "block_out_channels") from None
 
 
 def family_controlnets(root: Path) -> dict[str, Path]:
@@ -144,23 +186,24 @@ def load_backbone(name_or_path: str = TOON64, controlnets=None, clip: str | None
             raise ValueError("for a model other than toon-64, pass controlnets as {name: folder or hub id}")
         controlnets = controlnets or {}
 
-    kw = dict(torch_dtype=dtype)
-    tokenizer = load_tokenizer(root / "tokenizer")
-    text_encoder = CLIPTextModel.from_pretrained(root / "text_encoder", **kw)
-    vae = AutoencoderKL.from_pretrained(root / "vae", **kw)
-    unet = UNet2DConditionModel.from_pretrained(root / "unet", **kw)
     from diffusers import DDIMScheduler
 
-    sched = dict(DDIMScheduler.load_config(root / "scheduler"))
+    kw = dict(torch_dtype=dtype, use_safetensors=True)  # weights from safetensors only: no pickle runs
+    tokenizer = _load_part(load_tokenizer, root / "tokenizer", name, "tokenizer")
+    text_encoder = _load_part(CLIPTextModel.from_pretrained, root / "text_encoder", name, "text encoder", **kw)
+    vae = _load_part(AutoencoderKL.from_pretrained, root / "vae", name, "VAE", **kw)
+    unet = _load_part(UNet2DConditionModel.from_pretrained, root / "unet", name, "U-Net", **kw)
+    sched = dict(_load_part(DDIMScheduler.load_config, root / "scheduler", name, "scheduler"))
     sched.update(clip_sample=False, set_alpha_to_one=False)  # SD-style DDIM (see DDIMScheduler docs)
     nets = {}
     for cn_name, where in controlnets.items():
-        nets[cn_name] = ControlNetModel.from_pretrained(_resolve(str(where), f"ControlNet {cn_name!r}"), **kw)
+        folder = _resolve(str(where), f"ControlNet {cn_name!r}")
+        nets[cn_name] = _load_part(ControlNetModel.from_pretrained, folder, str(where), f"{cn_name} ControlNet", **kw)
     clip_model = clip_proc = None
     if clip is not None:
         clip_root = _resolve(str(clip), "CLIP model")
-        clip_model = CLIPModel.from_pretrained(clip_root, **kw)
-        clip_proc = CLIPProcessor.from_pretrained(clip_root)
+        clip_model = _load_part(CLIPModel.from_pretrained, clip_root, str(clip), "CLIP", **kw)
+        clip_proc = _load_part(CLIPProcessor.from_pretrained, clip_root, str(clip), "CLIP processor")
     bb = Backbone(name=name, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                   scheduler_config=sched, controlnets=nets, clip=clip_model, clip_processor=clip_proc,
                   device=device, dtype=dtype)

@@ -56,8 +56,34 @@ def parse_named(items, what: str, must_exist: bool = True) -> dict[str, str]:
     return out
 
 
-def read_picture(picture: Picture, size: int, what: str, mode: str = "RGB") -> np.ndarray:
-    """A picture as a uint8 array of the model's size (RGB: HxWx3; "L": HxW), or an `InputError`."""
+def _decoded(img, mode: str, what: str, notes: list[str]) -> np.ndarray:
+    """The pixels of an opened picture as uint8 in `mode` ("RGB" or "L"): 16-bit and 32-bit greyscale
+    scaled, transparency composited on white, other modes converted; each change noted."""
+    from PIL import Image
+
+    if img.mode.startswith("I") or img.mode == "F":
+        a = np.asarray(img, dtype=np.float64)
+        top = 65535 if img.mode.startswith("I;16") or a.max() > 255 else 255
+        if a.min() < 0 or a.max() > top or not np.isfinite(a).all():
+            raise InputError(f"{what} has {img.mode} values outside 0..{top}; give an 8- or 16-bit picture")
+        if top == 65535:
+            notes.append(f"{what}: 16-bit greyscale scaled to 8 bits")
+        grey = np.round(a * (255 / top)).astype(np.uint8)
+        return grey if mode == "L" else np.repeat(grey[..., None], 3, axis=2)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        if rgba.getextrema()[3][0] < 255:
+            notes.append(f"{what}: transparent pixels composited on white")
+        img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), rgba)
+    elif img.mode not in ("RGB", "L", "1", "P"):
+        notes.append(f"{what}: converted from {img.mode} to {mode}")
+    return np.asarray(img.convert(mode))
+
+
+def read_picture(picture: Picture, size: int, what: str, mode: str = "RGB",
+                 notes: list[str] | None = None) -> np.ndarray:
+    """A picture as a uint8 array of the model's size (RGB: HxWx3; "L": HxW), or an `InputError`. A file's
+    size is checked from its header, before its pixels are decoded; conversions are added to `notes`."""
     from PIL import Image, UnidentifiedImageError
 
     if isinstance(picture, np.ndarray):
@@ -65,12 +91,29 @@ def read_picture(picture: Picture, size: int, what: str, mode: str = "RGB") -> n
     else:
         try:
             with Image.open(picture) as img:
-                a = np.asarray(img.convert(mode))
-        except (OSError, UnidentifiedImageError) as e:
+                if img.size != (size, size):
+                    raise InputError(f"{what} is {img.width}x{img.height}; the model needs {size}x{size}")
+                a = _decoded(img, mode, what, [] if notes is None else notes)
+        except InputError:
+            raise
+        except Image.DecompressionBombError:
+            raise InputError(f"{what} {picture} has too many pixels to open safely; the model needs "
+                             f"{size}x{size}") from None
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
             raise InputError(f"cannot read {what} {picture}: {e}") from None
     if a.shape[:2] != (size, size):
         raise InputError(f"{what} is {a.shape[1]}x{a.shape[0]}; the model needs {size}x{size}")
     return a
+
+
+def prompt_notes(tokenizer, prompts: dict[str, str]) -> list[str]:
+    """A note for every prompt longer than the tokenizer reads (the text encoder sees its first tokens)."""
+    notes = []
+    for what, text in prompts.items():
+        n = len(tokenizer(text).input_ids)
+        if n > tokenizer.model_max_length:
+            notes.append(f"the {what} is {n} tokens long; the model reads only its first {tokenizer.model_max_length}")
+    return notes
 
 
 def read_record(picture: Picture) -> ToonRecord | None:
@@ -109,6 +152,14 @@ class PreparedEdit:
     edited: ToonRecord | None  # the record with the changes applied
     source: str
     target: str
+    picture_notes: list[str] = field(default_factory=list)  # what was done to read the user's pictures
+    prompt_notes: list[str] = field(default_factory=list)  # prompts the model reads only in part
+    pictures: dict[str, np.ndarray] = field(default_factory=dict)  # read at `size`
+    size: int | None = None
+
+    @property
+    def notes(self) -> list[str]:
+        return self.picture_notes + self.prompt_notes
 
     @property
     def layout_kinds(self) -> list[str]:
@@ -122,33 +173,51 @@ class PreparedEdit:
             out["input"] = str(inputs.image)
         if inputs.changes:
             out["changes"] = [f"{k}={v}" for k, v in inputs.changes.items()]
+        if self.notes:
+            out["input_notes"] = list(self.notes)
         return out
 
+    def read_pictures(self, size: int) -> None:
+        """Read and check every picture the user gave at the model's image size (before the model loads,
+        when the size is known from its configuration)."""
+        if self.size == size:
+            return
+        inputs, notes = self.inputs, []
+        pictures = {"image": read_picture(inputs.image, size, "the image", notes=notes)}
+        for kind, picture in inputs.controls.items():
+            pictures[f"control:{kind}"] = read_picture(picture, size, f"the {kind} map", notes=notes)
+        for kind, picture in inputs.source_controls.items():
+            pictures[f"source:{kind}"] = read_picture(picture, size, f"the input's {kind} map", notes=notes)
+        if inputs.mask is not None:
+            mask = read_picture(inputs.mask, size, "the mask", mode="L", notes=notes)
+            pictures["mask"] = mask > 0 if isinstance(inputs.mask, np.ndarray) else mask > 127  # files: white
+            if not pictures["mask"].any():
+                raise InputError("the mask is empty: nothing may change")
+        self.pictures, self.picture_notes, self.size = pictures, notes, size
+
     def request(self, backbone) -> EditRequest:
-        """The EditRequest at the backbone's size; layout kinds it has no ControlNet for are refused."""
-        inputs, size = self.inputs, backbone.image_size
-        image = read_picture(inputs.image, size, "image")
+        """The EditRequest at the backbone's size: the pictures read, the layout maps of toon records
+        derived; layout kinds it has no ControlNet for are refused."""
+        size = backbone.image_size
+        self.read_pictures(size)
+        self.prompt_notes = prompt_notes(backbone.tokenizer, {"source prompt": self.source,
+                                                              "target prompt": self.target})
 
         def derived_map(rec, kind):
             return resize_square(layout_map(render(rec, 64), kind), size, nearest=True)
 
-        controls, source_controls = {}, {}
-        for kind in self.layout_kinds:
-            if kind not in backbone.controlnets:
-                raise InputError(f"{backbone.name} has no {kind} ControlNet (has: "
-                                 f"{', '.join(backbone.controlnets) or 'none'})")
-            controls[kind] = (read_picture(inputs.controls[kind], size, f"the {kind} map") if kind in inputs.controls
-                              else derived_map(self.edited, kind))
-            if kind in inputs.source_controls:
-                source_controls[kind] = read_picture(inputs.source_controls[kind], size, f"the input's {kind} map")
-            elif self.record is not None and kind in LAYOUT_KINDS:
-                source_controls[kind] = derived_map(self.record, kind)
-        mask = None
-        if inputs.mask is not None:
-            mask = read_picture(inputs.mask, size, "the mask", mode="L")
-            mask = mask > 0 if isinstance(inputs.mask, np.ndarray) else mask > 127  # a file: white may change
-        request = EditRequest(image=image, target_prompt=self.target, source_prompt=self.source, mask=mask,
-                              controls=controls, source_controls=source_controls)
+        missing = [k for k in [*self.layout_kinds, *self.inputs.source_controls] if k not in backbone.controlnets]
+        if missing:
+            raise InputError(f"{backbone.name} has no {missing[0]} ControlNet (has: "
+                             f"{', '.join(backbone.controlnets) or 'none'})")
+        controls = {kind: self.pictures.get(f"control:{kind}") for kind in self.layout_kinds}
+        controls = {kind: derived_map(self.edited, kind) if m is None else m for kind, m in controls.items()}
+        source_controls = {kind: self.pictures[f"source:{kind}"] for kind in self.inputs.source_controls}
+        if self.record is not None:
+            source_controls.update({kind: derived_map(self.record, kind) for kind in controls
+                                    if kind not in source_controls and kind in LAYOUT_KINDS})
+        request = EditRequest(image=self.pictures["image"], target_prompt=self.target, source_prompt=self.source,
+                              mask=self.pictures.get("mask"), controls=controls, source_controls=source_controls)
         try:
             request.validate(size, tuple(backbone.controlnets))
         except ValueError as e:
