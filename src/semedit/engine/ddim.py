@@ -41,6 +41,8 @@ class Schedule:
 
 def steps_for(strength: float) -> int:
     """The fewest steps with which `int(steps * strength)`, the steps an edit runs, is at least one."""
+    if not strength * 1e9 >= 1:  # also catches a strength so small that 1 / strength overflows
+        raise ValueError(f"strength / encode ratio {strength} is too small for any number of steps to run one")
     steps = max(1, int(1 / strength))
     while int(steps * strength) < 1:
         steps += 1

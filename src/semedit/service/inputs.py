@@ -118,13 +118,15 @@ def prompt_notes(tokenizer, prompts: dict[str, str]) -> list[str]:
 
 def read_record(picture: Picture) -> ToonRecord | None:
     """The record a toon PNG carries (`semedit world render`), or None."""
+    from PIL import Image
+
     from ..world import read_toon_record
 
     if isinstance(picture, np.ndarray):
         return None
     try:
         return read_toon_record(picture)
-    except (OSError, ValueError):
+    except (OSError, ValueError, Image.DecompressionBombError):  # not a toon PNG: `read_picture` says why
         return None
 
 
