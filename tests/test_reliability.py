@@ -53,6 +53,19 @@ def test_transparency_is_composited_on_white_and_said(tmp_path):
     assert (rgb[:8] == [200, 0, 0]).all() and (rgb[8:] == 255).all() and "transparent" in notes[0]
 
 
+def test_other_modes_are_converted_and_out_of_range_values_refused(tmp_path):
+    cmyk = tmp_path / "c.jpg"
+    Image.new("CMYK", (SIZE, SIZE), (0, 255, 255, 0)).save(cmyk)  # red in CMYK
+    notes = []
+    rgb = read_picture(cmyk, SIZE, "the image", notes=notes)
+    assert rgb.shape == (SIZE, SIZE, 3) and rgb[..., 0].mean() > 200 > 50 > rgb[..., 1].mean()
+    assert notes == ["the image: converted from CMYK to RGB"]
+    wide = tmp_path / "i32.tif"
+    Image.fromarray(np.full((SIZE, SIZE), 70000, np.int32), mode="I").save(wide)
+    with pytest.raises(InputError, match="give an 8- or 16-bit picture"):
+        read_picture(wide, SIZE, "the image")
+
+
 def test_a_picture_of_the_wrong_size_is_refused_from_its_header(tmp_path, monkeypatch):
     big = _png(tmp_path / "big.png", np.zeros((SIZE * 4, SIZE * 4, 3), np.uint8))
     monkeypatch.setattr(Image.Image, "load", lambda self: pytest.fail("decoded a picture it should refuse"))
@@ -213,3 +226,10 @@ def test_a_broken_model_folder_gets_one_message_naming_the_part(tiny_folder, tmp
     image = _png(tmp_path / "i.png", np.zeros((SIZE, SIZE, 3), np.uint8))
     r = _cli("edit", "sdedit", image, "-s", "a", "-t", "b", "--model", folder, "-o", tmp_path / "o.png")
     assert r.exit_code == 1 and ("U-Net" in r.output or "unet" in r.output) and "Traceback" not in r.output
+
+
+@pytest.mark.parametrize("args", [["generate", "a man", "--cfg", "nan"], ["train", "vae", "--lr", "nan"],
+                                  ["train", "all", "--hours", "inf"], ["generate", "a man", "--cfg", "-1"]])
+def test_numbers_of_the_other_commands_are_checked_too(args, tmp_path):
+    r = _cli(*args, *(["-o", tmp_path / "g.png"] if args[0] == "generate" else []))
+    assert r.exit_code == 2 and ("is not a finite number" in r.output or "not in the range" in r.output)

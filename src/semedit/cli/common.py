@@ -2,10 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from contextlib import contextmanager
 from pathlib import Path
 
 import click
+
+
+class FiniteFloatRange(click.FloatRange):
+    """click's FloatRange that also refuses nan (it passes every bound check) and infinities."""
+
+    def convert(self, value, param, ctx):
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value} is not a finite number", param, ctx)
+        return number
+
 
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 output_option = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import click
 
-from .common import check_output, model_option, output_option, overwrite_option, user_errors
+from .common import (FiniteFloatRange, check_output, model_option, output_option, overwrite_option,
+                     user_errors)
 
 
 @click.command()
@@ -21,7 +22,7 @@ from .common import check_output, model_option, output_option, overwrite_option,
 @click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
 @click.option("--steps", type=click.IntRange(1), default=50, show_default=True,
               help="DDIM steps (at most the model's training steps less its offset: 999 for SD-style models).")
-@click.option("--cfg", type=click.FloatRange(0, 50), default=7.5, show_default=True,
+@click.option("--cfg", type=FiniteFloatRange(0, 50), default=7.5, show_default=True,
               help="Classifier-free guidance scale.")
 @click.option("--negative-prompt", default="", help="Text to steer away from.")
 @output_option

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from .common import FiniteFloatRange
+
 
 @click.group()
 def train():
@@ -29,11 +31,11 @@ def _train_options(name):
                          help="Where the final weights go (default: the embedded toon-64 folder)."),
             click.option("--steps", type=click.IntRange(1), default=None, help="Default: the recipe's."),
             click.option("--batch-size", type=click.IntRange(1), default=None, help="Default: the recipe's."),
-            click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None,
+            click.option("--lr", type=FiniteFloatRange(min=0, min_open=True), default=None,
                          help="Default: the recipe's."),
             click.option("--seed", type=click.IntRange(0), default=0, show_default=True),
             click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint and start again."),
-            click.option("--time-budget", type=click.FloatRange(min=0, min_open=True), default=None,
+            click.option("--time-budget", type=FiniteFloatRange(min=0, min_open=True), default=None,
                          help="Minutes: shorten --steps (and the schedule) to what fits, at the pace measured "
                               "during warm-up."),
         ]):
@@ -82,7 +84,7 @@ def tokenizer(out, vocab_size, seed):
 @click.option("--decoder-only", is_flag=True,
               help="Fine-tune the decoder of --init-from (default: the embedded VAE) on its encoder's latents, iris "
                    "pixels weighted by --iris-weight; the encoder, latents and latent scale stay as they are.")
-@click.option("--iris-weight", type=click.FloatRange(min=0), default=None,
+@click.option("--iris-weight", type=FiniteFloatRange(min=0), default=None,
               help="An iris pixel's loss weight is 1 + this. Default: 0 from scratch, 30 with --decoder-only.")
 @click.option("--init-from", type=click.Path(file_okay=False, exists=True, path_type=Path), default=None,
               help="With --decoder-only: the VAE whose decoder is fine-tuned (default: the embedded one).")
@@ -118,11 +120,11 @@ def _init_from_option(what: str):
               help="Tokenizer folder (default: the embedded one).")
 @click.option("--text-encoder/--no-text-encoder", default=True, show_default=True,
               help="Also write the text tower as text_encoder/ (--no-text-encoder keeps the one a trained U-Net uses).")
-@click.option("--text-attribute-weight", type=click.FloatRange(min=0), default=None,
+@click.option("--text-attribute-weight", type=FiniteFloatRange(min=0), default=None,
               help="Weight of a text-side loss that reads every attribute a caption names from the text tower "
                    "(keeps the face words apart for the U-Net; 0 = contrastive only). Default: the recipe's, 1 "
                    "(0 with --freeze-text-tower).")
-@click.option("--image-attribute-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--image-attribute-weight", type=FiniteFloatRange(min=0), default=0.0, show_default=True,
               help="Weight of an image-side loss that reads every attribute an image shows from the vision tower "
                    "(makes its features carry the small face parts; 0 = contrastive only).")
 @_init_from_option("CLIP")
@@ -170,7 +172,7 @@ def _text_encoder_option():
 @_init_from_option("U-Net")
 @_text_encoder_option()
 @_family_option()
-@click.option("--face-loss-weight", type=click.FloatRange(min=0), default=0.0, show_default=True,
+@click.option("--face-loss-weight", type=FiniteFloatRange(min=0), default=0.0, show_default=True,
               help="Weight the loss of single portraits towards the face: each latent pixel by 1 + this x its "
                    "fraction of skin, eyes, brows, mouth, glasses, beard, tears and nose (0 = plain MSE).")
 def unet(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budget, init_from, text_encoder_dir,
@@ -242,7 +244,7 @@ def evaluator(cache, run_dir, out, steps, batch_size, lr, seed, fresh, time_budg
 
 
 @train.command(name="all")
-@click.option("--hours", type=click.FloatRange(min=0, min_open=True), default=4.0, show_default=True,
+@click.option("--hours", type=FiniteFloatRange(min=0, min_open=True), default=4.0, show_default=True,
               help="Wall-clock budget for the whole family; each part's steps are fitted to its share of what is "
                    "left (TrainAllPlan).")
 @click.option("--family", type=click.Path(file_okay=False, path_type=Path), default=None,
