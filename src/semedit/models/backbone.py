@@ -219,7 +219,7 @@ def load_evaluator(path: str | Path | None = None, device: str | torch.device = 
     path = Path(path) if path else TOON64_DIR / "evaluator"
     if not (path / "config.json").exists():
         raise BackboneNotFound(f"no evaluator in {path}; train it with `semedit train evaluator`")
-    return ToonEvaluator.from_pretrained(path, torch_dtype=torch.float32).to(device).eval()
+    return ToonEvaluator.from_pretrained(path, torch_dtype=torch.float32, use_safetensors=True).to(device).eval()
 
 
 def write_family_index(root: Path = TOON64_DIR) -> None:
