@@ -233,3 +233,39 @@ def test_a_broken_model_folder_gets_one_message_naming_the_part(tiny_folder, tmp
 def test_numbers_of_the_other_commands_are_checked_too(args, tmp_path):
     r = _cli(*args, *(["-o", tmp_path / "g.png"] if args[0] == "generate" else []))
     assert r.exit_code == 2 and ("is not a finite number" in r.output or "not in the range" in r.output)
+
+
+def _extremes(field):
+    """The ends of a numeric setting's range that a user may give (and a large value where it is open)."""
+    lo, hi, meta = field.metadata.get("lo"), field.metadata.get("hi"), field.metadata
+    is_int = field.type == "int"
+    out = []
+    if lo is not None:
+        out.append(lo + (1 if is_int else 1e-3) if meta["lo_open"] else lo)
+    out.append(hi - (1 if is_int else 1e-3) if hi is not None and meta["hi_open"] else hi if hi is not None
+               else 10**6)
+    return out
+
+
+EXTREMES = [(m, f.name, v) for m in sorted(REGISTRY) for f in _numeric_fields(m) for v in _extremes(f)
+            if f.name not in ("steps", "mask_step") and not (f.name.endswith("update_steps") and v > 8)
+            and not (f.name.endswith("grad_steps") and v > 4) and not (f.name == "mask_samples" and v > 4)]
+
+
+@pytest.mark.parametrize("case", EXTREMES, ids=lambda c: f"{c[0]}-{c[1]}-{c[2]}")
+def test_extreme_settings_give_a_finite_image_or_a_clear_error(case, tiny):
+    """Valid settings at the ends of their ranges (counts bounded for time) never give a non-finite image or
+    a traceback: a picture, or a clear error before or after the run."""
+    from semedit.methods import EditRequest, run_edit
+
+    method, name, value = case
+    small = {"steps": 4, **({"mask_samples": 2} if name != "mask_samples" else {})}
+    small = {k: v for k, v in small.items() if k in {f.name for f in dataclasses.fields(REGISTRY[method].config)}}
+    try:
+        config = make_config(method, **{**small, name: value})
+        image = np.random.default_rng(0).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
+        result = run_edit(method, tiny, EditRequest(image, "a cartoon woman", "a cartoon man"), config)
+    except ValueError as e:
+        assert str(e)
+        return
+    assert result.image.dtype == np.uint8 and result.image.shape == (SIZE, SIZE, 3)

@@ -73,7 +73,8 @@ def normalise(m: torch.Tensor, mode: str = "minmax", clamp_ratio: float = 3.0) -
 
 
 def gaussian_blur(m: torch.Tensor, kernel_size: int = 5, sigma: float | None = None) -> torch.Tensor:
-    """Separable Gaussian blur with reflect padding (sigma defaults as in torchvision)."""
+    """Separable Gaussian blur with reflect padding (sigma defaults as in torchvision); a kernel wider than
+    the map pads by repeating the edge instead (reflection needs the map to be wider than the pad)."""
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be a positive odd number, got {kernel_size}")
     if kernel_size == 1:
@@ -83,8 +84,9 @@ def gaussian_blur(m: torch.Tensor, kernel_size: int = 5, sigma: float | None = N
     k = torch.exp(-0.5 * (x / sigma) ** 2)
     k = k / k.sum()
     c, r = m.shape[1], kernel_size // 2
-    out = F.conv2d(F.pad(m, (r, r, 0, 0), mode="reflect"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
-    return F.conv2d(F.pad(out, (0, 0, r, r), mode="reflect"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
+    pad_w, pad_h = ("reflect" if r < size else "replicate" for size in (m.shape[-1], m.shape[-2]))
+    out = F.conv2d(F.pad(m, (r, r, 0, 0), mode=pad_w), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1), groups=c)
+    return F.conv2d(F.pad(out, (0, 0, r, r), mode=pad_h), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1), groups=c)
 
 
 def threshold(m: torch.Tensor, tau: float) -> torch.Tensor:

@@ -226,6 +226,10 @@ def run_edit(method: str, backbone, request: EditRequest, config=None, seed: int
     t0 = time.perf_counter()
     with count_network_calls(backbone, before_unet) as calls:
         result = REGISTRY[method].edit(backbone, request, config, seed)
+    latents = result.intermediates.get("latents")
+    if isinstance(latents, torch.Tensor) and not torch.isfinite(latents).all():
+        raise ValueError(f"{method} diverged: its latents are not finite numbers; lower the guidance scales or the "
+                         "learning rate")
     result.unet_evaluations = calls.unet_evaluations
     result.provenance.update(seconds=round(time.perf_counter() - t0, 3), unet_evaluations=calls.unet_evaluations,
                              unet_calls=calls.unet_calls, controlnet_calls=calls.controlnet_calls)

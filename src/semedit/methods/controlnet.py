@@ -18,8 +18,8 @@ from .base import EditRequest, EditResult, MethodConfig, edit_conditions, proven
 class ControlNetEditConfig(MethodConfig):
     steps: int = setting(25, "DDIM steps (ITO §4: 25)", lo=1, hi=1000)
     encode_ratio: float = setting(1.0, "t_E / T (ITO §4: ratio 1)", lo=0, hi=1, lo_open=True)
-    guidance_scale: float = setting(7.5, "classifier-free guidance (SD 1.5's default)", lo=0)
-    controlnet_scale: float = setting(1.0, "ControlNet conditioning scale (diffusers' default)", lo=0)
+    guidance_scale: float = setting(7.5, "classifier-free guidance (SD 1.5's default)", lo=0, hi=50)
+    controlnet_scale: float = setting(1.0, "ControlNet conditioning scale (diffusers' default)", lo=0, hi=10)
     negative_prompt: str = setting("", "the null branch of classifier-free guidance")
 
     def check(self) -> None:

@@ -31,16 +31,16 @@ class DiffEditConfig(MethodConfig):
     steps: int = setting(50, "DDIM steps over the whole schedule (diffusers' DiffEdit: 50)", lo=1, hi=1000)
     encode_ratio: float = setting(0.8, "inpaint strength: the share of the schedule inverted and re-decoded "
                                        "(DiffEdit's encoding ratio; diffusers: 0.8)", lo=0, hi=1, lo_open=True)
-    guidance_scale: float = setting(7.5, "classifier-free guidance of decoding and mask (diffusers: 7.5)", lo=0)
-    mask_samples: int = setting(10, "noise samples averaged for the mask (diffusers: 10)", lo=1)
+    guidance_scale: float = setting(7.5, "classifier-free guidance of decoding and mask (diffusers: 7.5)", lo=0, hi=50)
+    mask_samples: int = setting(10, "noise samples averaged for the mask (diffusers: 10)", lo=1, hi=100)
     mask_encode_strength: float = setting(0.5, "noise level of the mask's predictions (diffusers: 0.5)", lo=0, hi=1,
                                           lo_open=True)
     mask_clamp_ratio: float = setting(3.0, "the difference map is clamped at this times its mean (diffusers: 3)",
-                                      lo=0, lo_open=True)
+                                      lo=0, hi=100, lo_open=True)
     mask_threshold: float = setting(0.5, "binarisation threshold of the normalised map (diffusers: 0.5)", lo=0, hi=1,
                                     hi_open=True)
     inversion_guidance_scale: float = setting(1.0, "CFG during DDIM inversion (1: none; inversion drifts under CFG)",
-                                              lo=0)
+                                              lo=0, hi=50)
     inversion_eps_timestep: str = setting("current", "noise of the inversion at the latent's own timestep, or "
                                                      "\"next\" (diffusers)", choices=("current", "next"))
     blend_with: str = setting("aligned", "the inverted latent of the level reached, or \"previous\" (diffusers)",

@@ -67,36 +67,39 @@ class ITOConfig(MethodConfig):
                                   lo=0, hi=1, lo_open=True)
     lam: float = setting(0.6, "lambda of Eq. 6, preservation vs guidance; 1 = simple edit, no guidance image "
                               "(§3.2, §4: 0.6)", lo=0, hi=1)
-    update_steps: int = setting(15, "t_u: latents are updated in the first t_u decoding steps (§3.2, §4: 15)", lo=0)
-    grad_steps: int = setting(1, "k: gradient steps per updated timestep (Eq. 3, §4: 1)", lo=0)
-    lr: float = setting(0.1, "gamma, the learning rate (Eq. 3, §4: Adam, 0.1)", lo=0, lo_open=True)
+    update_steps: int = setting(15, "t_u: latents are updated in the first t_u decoding steps (§3.2, §4: 15)",
+                                lo=0, hi=1000)
+    grad_steps: int = setting(1, "k: gradient steps per updated timestep (Eq. 3, §4: 1)", lo=0, hi=100)
+    lr: float = setting(0.1, "gamma, the learning rate (Eq. 3, §4: Adam, 0.1)", lo=0, hi=10, lo_open=True)
     optimizer: str = setting("adam", "adam (§4) or sgd (Eq. 3's plain gradient step)", choices=("adam", "sgd"))
     guidance_cosine: str = setting("latent", "Eq. 5's cosine over the whole latent, or \"pixel\": per latent pixel, "
                                    "summed", choices=("latent", "pixel"))
-    guidance_update_steps: int = setting(15, "t_u for the guidance image (§4: same as the edit; A.2 suggests 20)", lo=0)
-    guidance_grad_steps: int = setting(1, "k for the guidance image (§4: 1; A.2 suggests 30)", lo=0)
+    guidance_update_steps: int = setting(15, "t_u for the guidance image (§4: same as the edit; A.2 suggests 20)",
+                                         lo=0, hi=1000)
+    guidance_grad_steps: int = setting(1, "k for the guidance image (§4: 1; A.2 suggests 30)", lo=0, hi=100)
     refine_guidance: bool = setting(False, "refine the guidance image towards the input, lambda = 0 (supp. A.5; off by "
                                     "default)")
-    refine_update_steps: int = setting(6, "t_u of the refinement (A.5: 6)", lo=0)
-    refine_grad_steps: int = setting(1, "k of the refinement (A.5: 1)", lo=0)
+    refine_update_steps: int = setting(6, "t_u of the refinement (A.5: 6)", lo=0, hi=1000)
+    refine_grad_steps: int = setting(1, "k of the refinement (A.5: 1)", lo=0, hi=100)
     guidance_scale: float = setting(7.5, "classifier-free guidance; not stated in the paper: SD 1.5's default (§4)",
-                                    lo=0)
-    mask_samples: int = setting(10, "n seeds averaged in Eq. 7 (§4 follows DiffEdit: n = 10)", lo=1)
+                                    lo=0, hi=50)
+    mask_samples: int = setting(10, "n seeds averaged in Eq. 7 (§4 follows DiffEdit: n = 10)", lo=1, hi=100)
     mask_mode: str = setting("sampling", "Eq. 7 after backward diffusions from x_E(s) (§3.2), or \"direct\" "
                              "(DiffEdit-style)", choices=("sampling", "direct"))
     mask_encode_ratio: float | None = setting(None, "level of x_E(s) in \"sampling\" mode; None = encode_ratio (§3.2)",
                                               lo=0, hi=1, lo_open=True)
     mask_step: int = setting(-1, "sampling-grid index of the mask timestep in \"direct\" mode: -1 = the last (Eq. 7)")
     mask_guidance_scale: float = setting(7.5, "CFG of the mask's predictions (not stated; as the edit and diffusers' "
-                                         "DiffEdit)", lo=0)
+                                         "DiffEdit)", lo=0, hi=50)
     mask_blur_kernel: int = setting(5, "Gaussian smoothing of the mask (§4; kernel not stated, sigma as torchvision's)",
-                                    lo=1)
+                                    lo=1, hi=63)
     mask_threshold: float = setting(0.1, "tau, on the min-max normalised map (§3.2 Eq. 7, §4: 0.1)",
                                     lo=0, hi=1, hi_open=True)
     inversion_condition: str = setting("matching", "matching (input: original, guidance image: edit condition) or null "
                                        "(Eq. 2)", choices=("matching", "null"))
-    inversion_guidance_scale: float = setting(1.0, "CFG during DDIM inversion (Eq. 2 has none)", lo=0)
-    controlnet_scale: float = setting(1.0, "ControlNet conditioning scale (not stated; diffusers' default)", lo=0)
+    inversion_guidance_scale: float = setting(1.0, "CFG during DDIM inversion (Eq. 2 has none)", lo=0, hi=50)
+    controlnet_scale: float = setting(1.0, "ControlNet conditioning scale (not stated; diffusers' default)",
+                                      lo=0, hi=10)
     negative_prompt: str = setting("", "the null branch of classifier-free guidance")
 
     def check(self) -> None:

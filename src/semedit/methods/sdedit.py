@@ -17,7 +17,7 @@ class SDEditConfig(MethodConfig):
     strength: float = setting(0.5, "t0 / T; the MCDM paper compares SDEdit 0.5 and 0.8 (§4), pixel guidance t0 = 0.5",
                               lo=0, hi=1, lo_open=True)
     steps: int = setting(50, "DDIM steps over the whole schedule (int(steps * strength) are run)", lo=1, hi=1000)
-    guidance_scale: float = setting(7.5, "classifier-free guidance (Stable Diffusion's default)", lo=0)
+    guidance_scale: float = setting(7.5, "classifier-free guidance (Stable Diffusion's default)", lo=0, hi=50)
     negative_prompt: str = setting("", "the null branch of classifier-free guidance")
 
     def check(self) -> None:
