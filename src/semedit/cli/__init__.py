@@ -6,6 +6,7 @@ from __future__ import annotations
 import click
 
 from .. import __version__
+from .app import app
 from .bench import bench
 from .edit import edit
 from .generate import generate
@@ -24,7 +25,7 @@ def main():
     """
 
 
-for command in (world, generate, edit, bench, convert_weights, train):
+for command in (world, generate, edit, app, bench, convert_weights, train):
     main.add_command(command)
 
 __all__ = ["main"]

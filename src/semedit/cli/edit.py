@@ -127,7 +127,7 @@ def run_edit_command(name: str, kw: dict, settings: dict) -> None:
             controls=controls, source_controls=source_controls))
         prepared.read_pictures(image_size_of(kw["model"]))  # before the model loads
         controlnets = parse_named(kw["controlnet"], "--controlnet", must_exist=False)
-        prepared.request(get_backbone(kw["model"], controlnets))  # layouts and prompts against the model
+        prepared.request(get_backbone(kw["model"], controlnets), name)  # all the method checks, before it runs
     for note in prepared.notes:
         click.echo(f"note: {note}", err=True)
     bar = tqdm(desc=f"{name}: U-Net evaluations", unit="eval")

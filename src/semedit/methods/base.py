@@ -206,15 +206,12 @@ def parse_setting(method: str, name: str, value: str):
         raise ValueError(f"{name} needs a {t.__name__}, got {value!r}") from None
 
 
-def run_edit(method: str, backbone, request: EditRequest, config=None, seed: int = 0,
-             before_unet: Callable | None = None) -> EditResult:
-    """Check the request, then run a registered method, recording its wall time and network calls in
-    the provenance. `before_unet(NetworkCalls)` runs before every U-Net call (progress; raising stops
-    the edit)."""
-    import time
-
-    config = make_config(method) if config is None else config
-    if not isinstance(config, REGISTRY[method].config):
+def check_request(method: str, backbone, request: EditRequest, config=None) -> None:
+    """Everything `run_edit` checks before it runs: the method and its config, what the method takes (a
+    mask, layouts) and the request itself. Clear errors, no network runs."""
+    if method not in REGISTRY:
+        raise ValueError(f"unknown method {method!r}; known: {', '.join(sorted(REGISTRY))}")
+    if config is not None and not isinstance(config, REGISTRY[method].config):
         raise TypeError(f"{method} takes a {REGISTRY[method].config.__name__}, got {type(config).__name__}")
     if (request.controls or request.source_controls) and not REGISTRY[method].layout:
         raise ValueError(f"{method} edits with text only; it takes no layout conditions "
@@ -223,6 +220,17 @@ def run_edit(method: str, backbone, request: EditRequest, config=None, seed: int
         takers = ", ".join(sorted(m for m, entry in REGISTRY.items() if entry.mask))
         raise ValueError(f"{method} takes no mask: it does not restrict the edit to a region ({takers} do)")
     request.validate(backbone.image_size, backbone.controlnets)
+
+
+def run_edit(method: str, backbone, request: EditRequest, config=None, seed: int = 0,
+             before_unet: Callable | None = None) -> EditResult:
+    """Check the request, then run a registered method, recording its wall time and network calls in
+    the provenance. `before_unet(NetworkCalls)` runs before every U-Net call (progress; raising stops
+    the edit)."""
+    import time
+
+    config = make_config(method) if config is None else config
+    check_request(method, backbone, request, config)
     t0 = time.perf_counter()
     with count_network_calls(backbone, before_unet) as calls:
         result = REGISTRY[method].edit(backbone, request, config, seed)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..methods import EditRequest
+from ..methods.base import check_request
 from ..world import CATEGORICAL, LAYOUT_KINDS, POSE_RANGES, ToonRecord, describe, layout_map, render, resize_square
 
 Picture = str | Path | np.ndarray  # a file, or uint8 HxWx3 / HxW
@@ -197,9 +198,10 @@ class PreparedEdit:
                 raise InputError("the mask is empty: nothing may change")
         self.pictures, self.picture_notes, self.size = pictures, notes, size
 
-    def request(self, backbone) -> EditRequest:
+    def request(self, backbone, method: str | None = None) -> EditRequest:
         """The EditRequest at the backbone's size: the pictures read, the layout maps of toon records
-        derived; layout kinds it has no ControlNet for are refused."""
+        derived; layout kinds it has no ControlNet for are refused, and with `method` everything the method
+        would refuse (`check_request`)."""
         size = backbone.image_size
         self.read_pictures(size)
         self.prompt_notes = prompt_notes(backbone.tokenizer, {"source prompt": self.source,
@@ -221,7 +223,10 @@ class PreparedEdit:
         request = EditRequest(image=self.pictures["image"], target_prompt=self.target, source_prompt=self.source,
                               mask=self.pictures.get("mask"), controls=controls, source_controls=source_controls)
         try:
-            request.validate(size, tuple(backbone.controlnets))
+            if method is None:
+                request.validate(size, tuple(backbone.controlnets))
+            else:
+                check_request(method, backbone, request)
         except ValueError as e:
             raise InputError(str(e)) from None
         return request

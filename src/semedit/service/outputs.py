@@ -21,8 +21,8 @@ def check_png_path(path) -> Path:
     return path
 
 
-def write_png(path, image: np.ndarray, provenance: dict | None = None) -> Path:
-    """A uint8 picture as PNG, with `provenance` as JSON in its text chunk."""
+def write_png(path, image: np.ndarray, provenance: dict | None = None) -> None:
+    """A uint8 picture as PNG (to a path or a file object), with `provenance` as JSON in its text chunk."""
     from PIL import Image
     from PIL.PngImagePlugin import PngInfo
 
@@ -31,10 +31,9 @@ def write_png(path, image: np.ndarray, provenance: dict | None = None) -> Path:
         meta = PngInfo()
         meta.add_text(PROVENANCE_KEY, json.dumps(provenance))
     Image.fromarray(np.asarray(image)).save(path, format="PNG", pnginfo=meta)
-    return Path(path)
 
 
-def _picture(value) -> np.ndarray | None:
+def picture_of(value) -> np.ndarray | None:
     """uint8 RGB or [0, 1] float/bool HxW arrays as uint8 pictures; None for anything else."""
     if isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 3 and value.shape[2] == 3:
         return value
@@ -61,7 +60,7 @@ def result_paths(path, intermediates: dict | None = None) -> list[Path]:
     path = Path(path)
     out = [path, path.with_suffix(".json")]
     if intermediates is not None:
-        out += [path.with_name(f"{path.stem}.{k}.png") for k, v in intermediates.items() if _picture(v) is not None]
+        out += [path.with_name(f"{path.stem}.{k}.png") for k, v in intermediates.items() if picture_of(v) is not None]
         out.append(path.with_name(f"{path.stem}.intermediates.safetensors"))
     return out
 
@@ -80,7 +79,7 @@ def save_result(result: EditResult, path, save_intermediates: bool = False, over
     writes = [(path, lambda p: write_png(p, result.image, result.provenance))]
     if save_intermediates:
         for name, value in pictures.items():
-            if (pic := _picture(value)) is not None:
+            if (pic := picture_of(value)) is not None:
                 writes.append((path.with_name(f"{path.stem}.{name}.png"), lambda p, pic=pic: write_png(p, pic)))
         if tensors := _tensors(pictures):
             writes.append((path.with_name(f"{path.stem}.intermediates.safetensors"),

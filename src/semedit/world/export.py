@@ -109,13 +109,16 @@ TOON_PNG_KEY = "toon-record"  # PNG text chunk holding the record a toon image w
 
 
 def save_toon_png(path, rec: ToonRecord, size: int = 64) -> np.ndarray:
-    """Render `rec` to a PNG that carries its record, so edits can derive the source prompt and maps."""
+    """Render `rec` to a PNG that carries its record, so edits can derive the source prompt and maps (sizes
+    the renderer has no grid for are resized from 64 px)."""
     from PIL.PngImagePlugin import PngInfo
 
-    image = render(rec, size).image
+    from .maps import resize_square
+
+    image = render(rec, size).image if size in (64, 128, 256) else resize_square(render(rec, 64).image, size)
     meta = PngInfo()
     meta.add_text(TOON_PNG_KEY, json.dumps(rec.to_dict()))
-    Image.fromarray(image).save(path, pnginfo=meta)
+    Image.fromarray(image).save(path, format="PNG", pnginfo=meta)
     return image
 
 
