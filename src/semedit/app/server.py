@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import shutil
 import threading
 import typing
 import uuid
@@ -104,6 +105,7 @@ def create_app(model: str = TOON64, data: str | Path = "semedit-data", controlne
     app = FastAPI(title="semedit", docs_url=None, redoc_url=None)
     history = History(data)
     jobs: dict[str, Job] = {}
+    admission = threading.Lock()  # the queue check and the job's entry happen together
     worker = ThreadPoolExecutor(max_workers=1)  # one edit at a time: the CPU is the bottleneck
     size = image_size_of(model)
 
@@ -151,8 +153,6 @@ def create_app(model: str = TOON64, data: str | Path = "semedit-data", controlne
 
     @app.post("/api/edit")
     def edit(body: EditBody):
-        if sum(j.state in ("queued", "running") for j in jobs.values()) >= max_queue:
-            raise HTTPException(503, f"busy: {max_queue} edits are waiting or running; try again in a moment")
         if body.method not in REGISTRY:
             raise HTTPException(400, f"unknown method {body.method!r}; known: {', '.join(sorted(REGISTRY))}")
         job = Job(uuid.uuid4().hex[:12], body.method, threading.Event())
@@ -176,11 +176,13 @@ def create_app(model: str = TOON64, data: str | Path = "semedit-data", controlne
                                  for k, v in body.source_controls.items()}))
             prepared.request(backbone(), body.method)  # every check before the edit is queued
         except (ValueError, TypeError) as e:
-            for f in folder.iterdir():
-                f.unlink()
-            folder.rmdir()
+            shutil.rmtree(folder)
             raise HTTPException(400, str(e)) from None
-        jobs[job.id] = job
+        with admission:
+            if sum(j.state in ("queued", "running") for j in jobs.values()) >= max_queue:
+                shutil.rmtree(folder)
+                raise HTTPException(503, f"busy: {max_queue} edits are waiting or running; try again in a moment")
+            jobs[job.id] = job
         history.add(job.id, body.method, {**body.model_dump(exclude={"image", "mask", "controls", "source_controls"}),
                                           "controls": list(body.controls), "mask": body.mask is not None})
 
