@@ -39,22 +39,10 @@ def main():
     p.add_argument("--model", default="toon-64")
     args = p.parse_args()
 
-    import socket
-    import threading
-
-    import uvicorn
+    from semedit.app.local import serve_in_thread
 
     get_backbone(args.model)
-    data = Path(tempfile.mkdtemp()) / "data"
-    app = create_app(args.model, data)
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    url = f"http://127.0.0.1:{port}"
+    url, stop = serve_in_thread(create_app(args.model, Path(tempfile.mkdtemp()) / "data"))
     size = image_size_of(args.model)
     memory_before = peak_mib()
 
@@ -86,7 +74,7 @@ def main():
           f"{sum(s != 'done' for s in states.values())} not; in the history: "
           f"{sum(j in history for j in accepted)} of {len(accepted)} (lost: {len(set(accepted) - set(history))})")
     print(f"wall {wall:.1f} s; peak memory {memory_before:.0f} MiB before the requests, {peak_mib():.0f} MiB after")
-    server.should_exit = True
+    stop()
 
 
 if __name__ == "__main__":

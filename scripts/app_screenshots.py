@@ -7,10 +7,7 @@ the embedded toon-64:
 from __future__ import annotations
 
 import argparse
-import shutil
-import socket
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -18,22 +15,10 @@ import numpy as np
 from PIL import Image
 
 
-def serve(app):
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    return f"http://127.0.0.1:{port}"
-
-
 def main():
     from playwright.sync_api import sync_playwright
 
+    from semedit.app.local import launch_chromium, serve_in_thread
     from semedit.app.server import create_app
     from semedit.service import get_backbone
 
@@ -43,11 +28,9 @@ def main():
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp())
     get_backbone("toon-64")
-    url = serve(create_app("toon-64", work / "data"))
+    url, _ = serve_in_thread(create_app("toon-64", work / "data"))
     with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(pw)
         page = browser.new_page(viewport={"width": 1500, "height": 1050})
         page.goto(url)
         page.wait_for_selector("#method option", state="attached")

@@ -3,9 +3,6 @@ Chromium through Playwright): make a toon, edit it by attributes, by a painted m
 
 import base64
 import io
-import shutil
-import socket
-import threading
 import time
 
 import numpy as np
@@ -147,29 +144,11 @@ def test_the_history_survives_a_restart(tiny_folder, pose_net, data, client):
 
 # --- in a real browser --------------------------------------------------------------------------------
 
-def _serve(app):
-    """`app` served on a free local port in a thread: (its URL, a function that stops it)."""
-    import uvicorn
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    web = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=web.run, daemon=True)
-    thread.start()
-    while not web.started:
-        time.sleep(0.05)
-
-    def stop():
-        web.should_exit = True
-        thread.join(timeout=10)
-
-    return f"http://127.0.0.1:{port}", stop
-
-
 @pytest.fixture(scope="module")
 def server(app):
-    url, stop = _serve(app)
+    from semedit.app.local import serve_in_thread
+
+    url, stop = serve_in_thread(app)
     yield url
     stop()
 
@@ -178,12 +157,10 @@ def server(app):
 def page(server):
     from playwright.sync_api import sync_playwright
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "the browser tests need Debian's chromium (scripts/test.sh installs it)"
+    from semedit.app.local import launch_chromium
+
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-            "--disable-sync", "--no-first-run"])
+        browser = launch_chromium(p)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
         errors = []
         page.on("pageerror", lambda e: errors.append(str(e)))
@@ -281,11 +258,12 @@ def test_the_page_cancels_an_edit_and_says_so(page):
 
 
 def test_the_page_shows_the_history_after_a_restart(page, tiny_folder, pose_net, data):
+    from semedit.app.local import serve_in_thread
     from semedit.app.server import create_app
 
     done = page.locator("#history .past").all_text_contents()
     assert sum("· done" in t for t in done) >= 4
-    url, stop = _serve(create_app(str(tiny_folder), data, controlnets={"pose": str(pose_net)}))  # a new server
+    url, stop = serve_in_thread(create_app(str(tiny_folder), data, controlnets={"pose": str(pose_net)}))  # a new server
     page.goto(url)
     page.wait_for_selector("#history .past")
     assert page.locator("#history .past").all_text_contents()[:len(done)] == done
