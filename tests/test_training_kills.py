@@ -42,7 +42,9 @@ def _start(run_dir):
 def _event(proc) -> tuple[str, int]:
     """The next ("start" | "save" | "done", step) the training process prints."""
     while True:
-        words = proc.stdout.readline().split()
+        line = proc.stdout.readline()
+        assert line, f"the training process ended without a word (exit {proc.wait()})"
+        words = line.split()
         if words and words[0] in ("start", "save", "done"):
             return words[0], int(words[1])
 
