@@ -57,11 +57,11 @@ def make_schedule(scheduler_config: dict, num_steps: int) -> Schedule:
     sched = DDIMScheduler.from_config(scheduler_config)
     sched.set_timesteps(num_steps)
     ts = tuple(int(t) for t in sched.timesteps)
-    if max(ts) >= len(sched.alphas_cumprod):  # the timestep grid runs past the model's schedule
-        most = max(n for n in range(1, len(sched.alphas_cumprod) + 1)
-                   if (n - 1) * (len(sched.alphas_cumprod) // n) + sched.config.steps_offset < len(sched.alphas_cumprod))
-        raise ValueError(f"{num_steps} steps do not fit this model's {len(sched.alphas_cumprod)}-step schedule; "
-                         f"give at most {most}")
+    train_steps = len(sched.alphas_cumprod)
+    if max(ts) >= train_steps:  # the timestep grid runs past the model's schedule
+        most = max(n for n in range(1, train_steps + 1)
+                   if (n - 1) * (train_steps // n) + sched.config.steps_offset < train_steps)
+        raise ValueError(f"{num_steps} steps do not fit this model's {train_steps}-step schedule; give at most {most}")
     ac = sched.alphas_cumprod.double()
     alphas = torch.cat([ac[list(ts)], sched.final_alpha_cumprod.double().reshape(1)])
     return Schedule(ts, alphas)
