@@ -121,3 +121,20 @@ def test_the_python_api_edits_in_one_call(tiny_folder, tmp_path):
     assert json.loads(out.with_suffix(".json").read_text())["config"]["steps"] == 4
     with pytest.raises(ValueError, match="strength"):
         edit(_image(), "sdedit", source="x", target="y", model=str(tiny_folder), strength=2.0)
+
+
+@pytest.mark.parametrize("method, settings, phases", [
+    ("sdedit", {"steps": 8}, ["denoising"]),
+    ("diffedit", {"steps": 4, "mask_samples": 2}, ["mask", "inversion", "decoding"]),
+    ("ito", {"steps": 4, "mask_samples": 2}, ["mask (Eq. 7)", "inversion (Eq. 2)", "guidance image",
+                                              "edit (Eq. 3-6)"]),
+])
+def test_progress_names_each_phase_and_its_steps(tiny, method, settings, phases):
+    request = prepare_edit(EditInputs(_image(), source="a cartoon man", target="a cartoon woman")).request(tiny)
+    seen = []
+    run_with_progress(method, tiny, request, make_config(method, **settings),
+                      progress=lambda c: seen.append((c.phase, c.phase_calls, c.phase_steps)))
+    assert list(dict.fromkeys(p for p, _, _ in seen)) == phases  # in order, each once
+    for name in phases:  # every call of a phase counted, 0 .. steps - 1, against the steps it announced
+        calls = [(k, n) for p, k, n in seen if p == name]
+        assert [k for k, _ in calls] == list(range(len(calls))) and {n for _, n in calls} == {len(calls)}

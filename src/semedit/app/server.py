@@ -96,6 +96,9 @@ class Job:
     cancel: threading.Event
     state: str = "queued"  # queued, running, done, failed, cancelled
     evaluations: int = 0
+    phase: str | None = None  # the method's stage, its U-Net calls so far and in all
+    phase_calls: int = 0
+    phase_steps: int | None = None
     message: str = ""
 
 
@@ -187,7 +190,8 @@ def create_app(model: str = TOON64, data: str | Path = "semedit-data", controlne
                                           "controls": list(body.controls), "mask": body.mask is not None})
 
         def progress(calls):
-            job.evaluations = calls.unet_evaluations
+            job.evaluations, job.phase = calls.unet_evaluations, calls.phase
+            job.phase_calls, job.phase_steps = calls.phase_calls, calls.phase_steps
 
         def run():
             if job.cancel.is_set():
@@ -238,6 +242,8 @@ def create_app(model: str = TOON64, data: str | Path = "semedit-data", controlne
         found, job = entry(edit_id), jobs.get(edit_id)
         return {"job": edit_id, "method": found["method"], "state": job.state if job else found["state"],
                 "evaluations": job.evaluations if job else 0, "message": job.message if job else found["message"],
+                "phase": job.phase if job else None, "phase_calls": job.phase_calls if job else 0,
+                "phase_steps": job.phase_steps if job else None,
                 "result": result_of(found)}
 
     @app.post("/api/jobs/{edit_id}/cancel")

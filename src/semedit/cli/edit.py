@@ -130,16 +130,22 @@ def run_edit_command(name: str, kw: dict, settings: dict) -> None:
         prepared.request(get_backbone(kw["model"], controlnets), name)  # all the method checks, before it runs
     for note in prepared.notes:
         click.echo(f"note: {note}", err=True)
-    bar = tqdm(desc=f"{name}: U-Net evaluations", unit="eval")
+    bar = tqdm(desc=name, unit="U-Net call")
 
-    def progress(calls):
-        bar.n = calls.unet_evaluations
+    def progress(calls):  # one bar a phase of the method: its U-Net calls
+        if bar.desc != f"{name}: {calls.phase}":
+            if bar.n:
+                bar.n = bar.total or bar.n
+                bar.refresh()
+            bar.reset(total=calls.phase_steps)
+            bar.set_description(f"{name}: {calls.phase}")
+        bar.n = calls.phase_calls
         bar.refresh()
 
     try:
         with user_errors():
             result = run_prepared_edit(prepared, name, config, kw["model"], controlnets, kw["seed"], progress)
-        bar.n = result.unet_evaluations
+        bar.n = bar.total or bar.n
     finally:
         bar.close()
     with user_errors():

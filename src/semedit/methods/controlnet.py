@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import torch
 
 from ..engine.conditioning import GuidedNoise, decode_latents, encode_image
+from ..engine.counting import phase
 from ..engine.ddim import ddim_invert, ddim_sample, make_schedule
 from .base import EditRequest, EditResult, MethodConfig, edit_conditions, provenance, register, setting
 
@@ -35,9 +36,11 @@ def controlnet_edit(backbone, request: EditRequest, config: ControlNetEditConfig
     schedule = make_schedule(backbone.scheduler_config, config.steps)
     start = schedule.start_index(config.encode_ratio)
     invert_eps = GuidedNoise(backbone, conds.source_null, conds.source, 1.0)  # Eq. 2 of ITO, no CFG
-    inverted = ddim_invert(invert_eps, z0, schedule, start)
+    with phase("inversion", schedule.num_steps - start):
+        inverted = ddim_invert(invert_eps, z0, schedule, start)
     decode_eps = GuidedNoise(backbone, conds.edit_null, conds.edit, config.guidance_scale)
-    z = ddim_sample(decode_eps, inverted[start], schedule, start)
+    with phase("decoding", schedule.num_steps - start):
+        z = ddim_sample(decode_eps, inverted[start], schedule, start)
     return EditResult(image=decode_latents(backbone, z)[0], mask=None,
                       intermediates={"inverted_latents": inverted, "latents": z},
                       provenance=provenance("controlnet", config, seed, backbone))

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 
 from ..engine.conditioning import Condition, EditConditions, GuidedNoise, decode_latents, encode_image, encode_text
+from ..engine.counting import phase
 from ..engine.ddim import ddim_invert, ddim_sample, make_schedule
 from ..engine.masks import blend, estimate_edit_mask, normalise, resize, threshold, user_mask
 from .base import EditRequest, EditResult, MethodConfig, provenance, register, setting
@@ -69,14 +70,17 @@ def diffedit(backbone, request: EditRequest, config: DiffEditConfig = DiffEditCo
     if request.mask is not None:
         mask = soft = user_mask(request.mask, tuple(z0.shape[-2:]), z0)
     else:  # one null branch serves both guided predictions
-        mask, soft = diffedit_mask(backbone, z0, EditConditions(source, target, null), schedule, config, seed)
+        with phase("mask", 1):
+            mask, soft = diffedit_mask(backbone, z0, EditConditions(source, target, null), schedule, config, seed)
     start = schedule.start_index(config.encode_ratio)
     invert_eps = GuidedNoise(backbone, null, source, config.inversion_guidance_scale)
-    inverted = ddim_invert(invert_eps, z0, schedule, start, config.inversion_eps_timestep)
+    with phase("inversion", schedule.num_steps - start):
+        inverted = ddim_invert(invert_eps, z0, schedule, start, config.inversion_eps_timestep)
     offset = 0 if config.blend_with == "aligned" else 1
     decode_eps = GuidedNoise(backbone, null, target, config.guidance_scale)
-    z = ddim_sample(decode_eps, inverted[start], schedule, start,
-                    after_step=lambda level, x: blend(x, inverted[level - offset], mask))
+    with phase("decoding", schedule.num_steps - start):
+        z = ddim_sample(decode_eps, inverted[start], schedule, start,
+                        after_step=lambda level, x: blend(x, inverted[level - offset], mask))
     up = resize(mask, (backbone.image_size,) * 2)[0, 0].cpu().numpy()
     return EditResult(
         image=decode_latents(backbone, z)[0], mask=up,

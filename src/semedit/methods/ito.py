@@ -52,6 +52,7 @@ import numpy as np
 import torch
 
 from ..engine.conditioning import Condition, EditConditions, GuidedNoise, decode_latents, encode_image, predict_noise
+from ..engine.counting import phase
 from ..engine.ddim import ddim_invert, ddim_sample, make_schedule, q_sample, seeded_noise
 from ..engine.guidance import nested_guidance
 from ..engine.masks import (check_mask_inputs, estimate_edit_mask, gaussian_blur, noise_difference, normalise, resize,
@@ -204,9 +205,11 @@ def edit_mask(backbone, z0, conds: EditConditions, schedule, config: ITOConfig, 
     args = (conds, config.mask_samples, seed, config.mask_guidance_scale)
     if config.mask_mode == "sampling":
         start = schedule.start_index(config.mask_encode_ratio or config.encode_ratio)  # x_E(s)
-        diff = edit_map_by_sampling(backbone, z0, schedule, start, *args)
+        with phase("mask (Eq. 7)", schedule.num_steps - start):
+            diff = edit_map_by_sampling(backbone, z0, schedule, start, *args)
     else:
-        diff = estimate_edit_mask(backbone, z0, schedule, config.mask_step % schedule.num_steps, *args)
+        with phase("mask (Eq. 7)", 1):
+            diff = estimate_edit_mask(backbone, z0, schedule, config.mask_step % schedule.num_steps, *args)
     soft = normalise(gaussian_blur(diff, config.mask_blur_kernel), "minmax")  # smoothing (§4)
     return threshold(soft, config.mask_threshold), soft  # tau (§4)
 
@@ -268,20 +271,23 @@ def ito_edit(backbone, z0: torch.Tensor, conds: EditConditions, config: ITOConfi
         mask, soft = edit_mask(backbone, z0, conds, schedule, config, seed)
     else:
         soft = mask
-    x = encode(backbone, z0, conds.source_null, conds.source, schedule, start, config)  # Eq. 2
+    with phase("inversion (Eq. 2)", decode_steps):
+        x = encode(backbone, z0, conds.source_null, conds.source, schedule, start, config)
     intermediates = {"mask_latent": mask, "mask_soft": soft, "inverted_latents": x}
     guide = None
     update_steps = min(config.update_steps, decode_steps)
     if config.lam < 1 and update_steps > 0 and config.grad_steps > 0:  # (2) the guidance image (lambda = 1 skips it)
-        gi = guidance_image(backbone, z0, x, conds, mask, schedule, start, config, seed)
+        with phase("guidance image", decode_steps * (4 if config.refine_guidance else 2)):
+            gi = guidance_image(backbone, z0, x, conds, mask, schedule, start, config, seed)
         guide = gi["g"]
         intermediates.update(guidance_image=decode_latents(backbone, gi["g0"])[0], guidance_latents=gi["g0"],
                              guidance_noised_latents=gi["noised"], guidance_inverted_latents=gi["g"])
         if "g0_unrefined" in gi:
             intermediates["guidance_image_unrefined"] = decode_latents(backbone, gi["g0_unrefined"])[0]
     edit_eps = GuidedNoise(backbone, conds.edit_null, conds.edit, config.guidance_scale)  # (3) the edit (Eq. 3-6)
-    y0 = ito_decode(edit_eps, x[start], schedule, start, config.update(config.lam, update_steps, config.grad_steps),
-                    mask=mask, reference=x, guide=guide)
+    with phase("edit (Eq. 3-6)", decode_steps):
+        y0 = ito_decode(edit_eps, x[start], schedule, start,
+                        config.update(config.lam, update_steps, config.grad_steps), mask=mask, reference=x, guide=guide)
     up = resize(mask, (backbone.image_size,) * 2)[0, 0].float().cpu().numpy()
     intermediates.update(mask=up, latents=y0)
     prov = provenance("ito", config, seed, backbone)

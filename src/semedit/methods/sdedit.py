@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import torch
 
 from ..engine.conditioning import Condition, GuidedNoise, decode_latents, encode_image, encode_text
+from ..engine.counting import phase
 from ..engine.ddim import ddim_sample, make_schedule, q_sample, seeded_noise
 from .base import EditRequest, EditResult, MethodConfig, provenance, register, setting
 
@@ -33,7 +34,8 @@ def sdedit(backbone, request: EditRequest, config: SDEditConfig = SDEditConfig()
     x = q_sample(z0, seeded_noise(z0.shape, seed, z0), schedule.alphas[start])  # q(x_t | x_0) at the start level
     null, text = encode_text(backbone, [config.negative_prompt, request.target_prompt]).chunk(2)
     eps = GuidedNoise(backbone, Condition(null), Condition(text), config.guidance_scale)
-    z = ddim_sample(eps, x, schedule, start)
+    with phase("denoising", schedule.num_steps - start):
+        z = ddim_sample(eps, x, schedule, start)
     return EditResult(image=decode_latents(backbone, z)[0], mask=None,
                       intermediates={"noised_latents": x, "latents": z},
                       provenance=provenance("sdedit", config, seed, backbone))

@@ -3,7 +3,7 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { info: null, image: null, record: null, changes: {}, jobs: [], expected: {}, maskDirty: false };
+const state = { info: null, image: null, record: null, changes: {}, jobs: [], maskDirty: false };
 
 async function api(path, body) {
   const response = await fetch(path, body === undefined ? {} : {
@@ -239,14 +239,13 @@ async function follow(jobId, method, into) {
   for (;;) {
     const job = await api(`/api/jobs/${jobId}`);
     if (job.state === "queued" || job.state === "running") {
-      say("status", `${method}: ${job.state}, ${job.evaluations} U-Net evaluations`);
-      const expected = state.expected[method];
-      if (expected) { $("progress").max = expected; $("progress").value = Math.min(job.evaluations, expected); }
+      const where = job.phase ? `${job.phase} ${job.phase_calls}/${job.phase_steps}` : job.state;
+      say("status", `${method}: ${job.state}, ${where} (${job.evaluations} U-Net evaluations)`);
+      if (job.phase_steps) { $("progress").max = job.phase_steps; $("progress").value = job.phase_calls; }
       await new Promise((resolve) => setTimeout(resolve, 300));
       continue;
     }
     if (job.state === "done") {
-      state.expected[method] = job.result.provenance.unet_evaluations;
       say("status", `${method}: done, ${job.result.provenance.unet_evaluations} U-Net evaluations, ` +
                     `${job.result.provenance.seconds} s`);
       addResult(job.job, method, state.image, job.result, into);
