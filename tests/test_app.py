@@ -98,6 +98,16 @@ def test_bad_edits_are_refused_at_once(client, body, message):
     assert r.status_code == 400 and message in r.json()["detail"], r.text
 
 
+def test_the_outline_of_a_picture_is_its_edge_map(client):
+    from semedit.world import scribble_map
+
+    image = np.random.default_rng(3).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
+    out = client.post("/api/scribble", json={"image": _png(image)}).json()["scribble"]
+    edges = np.asarray(Image.open(io.BytesIO(base64.b64decode(out.split(",", 1)[1]))))
+    assert np.array_equal(edges[..., 0], scribble_map(image))
+    assert client.post("/api/scribble", json={"image": _png(np.zeros((64, 64, 3), np.uint8))}).status_code == 400
+
+
 def test_a_cancelled_edit_stops_and_keeps_nothing(client):
     body = {"method": "ito", "image": _png(np.zeros((SIZE, SIZE, 3), np.uint8)), "source": "a man",
             "target": "a woman", "settings": {"steps": 200, "mask_samples": 2}}
@@ -242,6 +252,9 @@ def test_the_page_takes_an_upload_and_says_why_a_bad_one_is_refused(page, tmp_pa
     page.wait_for_function("document.getElementById('input-message').textContent.includes('uploaded good.png')")
     page.click("#run")
     page.wait_for_function("document.getElementById('status').textContent.includes('sdedit: done')")
+    page.click("#outline")  # the uploaded picture's own outline, to draw a new one from
+    page.wait_for_function("""(() => { const c = document.getElementById('scribble-canvas');
+        return c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some((v, i) => i % 4 < 3 && v > 0); })()""")
 
 
 def test_the_page_cancels_an_edit_and_says_so(page):

@@ -96,6 +96,17 @@ def test_save_writes_all_files_or_none_and_never_overwrites(tiny, tmp_path, monk
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(f.name for f in files)  # nothing of f.png
 
 
+@pytest.fixture(scope="module")
+def pose_net_free_scribble(tiny_folder, tmp_path_factory):
+    """The tiny backbone with a (random) scribble ControlNet."""
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    path = tmp_path_factory.mktemp("cn") / "scribble"
+    ControlNetModel.from_unet(UNet2DConditionModel.from_pretrained(tiny_folder / "unet"),
+                              conditioning_embedding_out_channels=(8, 8)).save_pretrained(path)
+    return get_backbone(str(tiny_folder), {"scribble": str(path)})
+
+
 def test_backbones_are_loaded_once(tiny_folder):
     assert get_backbone(str(tiny_folder)) is get_backbone(str(tiny_folder))
     with pytest.raises(InputError, match="neither a local folder nor a hub id"):
@@ -138,3 +149,16 @@ def test_progress_names_each_phase_and_its_steps(tiny, method, settings, phases)
     for name in phases:  # every call of a phase counted, 0 .. steps - 1, against the steps it announced
         calls = [(k, n) for p, k, n in seen if p == name]
         assert [k for k, _ in calls] == list(range(len(calls))) and {n for _, n in calls} == {len(calls)}
+
+
+def test_a_scribble_edit_of_any_picture_takes_its_edges_as_the_inputs_own_map(tiny_folder, pose_net_free_scribble):
+    bb = pose_net_free_scribble
+    image = _image(4)
+    target_scribble = np.zeros((SIZE, SIZE, 3), np.uint8)
+    target_scribble[4:12, 8] = 255
+    prepared = prepare_edit(EditInputs(image, source="a room", controls={"scribble": target_scribble}))
+    request = prepared.request(bb, "controlnet")
+    from semedit.world import scribble_map
+
+    assert np.array_equal(request.source_controls["scribble"][..., 0], scribble_map(image))
+    assert any("edge map" in n for n in prepared.notes)

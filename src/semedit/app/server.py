@@ -23,8 +23,8 @@ from pydantic import BaseModel, Field
 from ..methods import REGISTRY, make_config
 from ..methods.base import plain_type
 from ..models.backbone import TOON64, image_size_of
-from ..service import (EditCancelled, EditInputs, get_backbone, parse_changes, prepare_edit, read_record,
-                       run_prepared_edit, write_png)
+from ..service import (EditCancelled, EditInputs, get_backbone, input_scribble, parse_changes, prepare_edit,
+                       read_picture, read_record, run_prepared_edit, write_png)
 from ..service.outputs import picture_of
 from ..world import CATEGORICAL, POSE_RANGES, describe, sample_record, save_toon_png
 from .history import History
@@ -73,6 +73,10 @@ class GenerateRequest(BaseModel):
     prompt: str
     seed: int = Field(0, ge=0)
     steps: int = Field(25, ge=1, le=999)
+
+
+class PictureBody(BaseModel):
+    image: str  # a PNG data URL
 
 
 class EditBody(BaseModel):
@@ -153,6 +157,17 @@ def create_app(model: str = TOON64, data: str | Path = "semedit-data", controlne
         write_png(buffer, np.asarray(image), {"prompt": body.prompt, "seed": body.seed, "steps": body.steps,
                                               "model": model})
         return {"image": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()}
+
+    @app.post("/api/scribble")
+    def scribble(body: PictureBody):
+        """The picture's own scribble (its edge map), to draw a new outline from."""
+        try:
+            picture = read_picture(io.BytesIO(picture_bytes(body.image, "the image")), size, "the image")
+        except ValueError as e:
+            raise HTTPException(400, str(e)) from None
+        buffer = io.BytesIO()
+        write_png(buffer, input_scribble(picture))
+        return {"scribble": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()}
 
     @app.post("/api/edit")
     def edit(body: EditBody):

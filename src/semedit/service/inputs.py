@@ -11,7 +11,8 @@ import numpy as np
 
 from ..methods import EditRequest
 from ..methods.base import check_request
-from ..world import CATEGORICAL, LAYOUT_KINDS, POSE_RANGES, ToonRecord, describe, layout_map, render, resize_square
+from ..world import (CATEGORICAL, LAYOUT_KINDS, POSE_RANGES, ToonRecord, describe, layout_map, render, resize_square,
+                     scribble_map)
 
 Picture = str | Path | np.ndarray  # a file, or uint8 HxWx3 / HxW
 
@@ -105,6 +106,12 @@ def read_picture(picture: Picture, size: int, what: str, mode: str = "RGB",
     if a.shape[:2] != (size, size):
         raise InputError(f"{what} is {a.shape[1]}x{a.shape[0]}; the model needs {size}x{size}")
     return a
+
+
+def input_scribble(image: np.ndarray) -> np.ndarray:
+    """The scribble map of any RGB picture (its thin edges, white on black, as HxWx3): the input's own
+    layout for a scribble edit of a picture that carries no record."""
+    return np.repeat(scribble_map(np.asarray(image))[..., None], 3, axis=2)
 
 
 def prompt_notes(tokenizer, prompts: dict[str, str]) -> list[str]:
@@ -220,6 +227,11 @@ class PreparedEdit:
         if self.record is not None:
             source_controls.update({kind: derived_map(self.record, kind) for kind in controls
                                     if kind not in source_controls and kind in LAYOUT_KINDS})
+        elif "scribble" in controls and "scribble" not in source_controls:  # any picture has its edges
+            source_controls["scribble"] = input_scribble(self.pictures["image"])
+            if "the input's scribble: its edge map" not in self.picture_notes:
+                self.picture_notes.append("the input's scribble: its edge map (as the scribble ControlNet's "
+                                          "training maps are made)")
         request = EditRequest(image=self.pictures["image"], target_prompt=self.target, source_prompt=self.source,
                               mask=self.pictures.get("mask"), controls=controls, source_controls=source_controls)
         try:

@@ -354,6 +354,15 @@ async function start() {
     } catch (e) { say("input-message", e.message); }
   });
   $("clear-mask").addEventListener("click", () => { clearCanvas($("mask-canvas")); state.maskDirty = false; });
+  $("outline").addEventListener("click", async () => {
+    if (!state.image) { say("status", "choose an image first"); return; }
+    try {
+      const out = await api("/api/scribble", { image: state.image });
+      const img = new Image();
+      img.onload = () => $("scribble-canvas").getContext("2d").drawImage(img, 0, 0);
+      img.src = out.scribble;
+    } catch (e) { say("status", e.message); }
+  });
   $("clear-scribble").addEventListener("click", () => { clearCanvas($("scribble-canvas")); $("use-scribble").checked = false; });
   $("add-change").addEventListener("click", () => {
     state.changes[$("change-attribute").value] = $("change-value").value; showChanges();
