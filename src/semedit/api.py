@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Callable
 
 from .methods import EditResult, make_config
-from .models.backbone import image_size_of
 from .service import (EditInputs, check_new_files, check_png_path, prepare_edit, result_paths, run_prepared_edit,
                       save_result)
 
@@ -28,8 +27,7 @@ def edit(image, method: str = "ito", *, target: str | None = None, source: str |
     if output is not None:
         check_new_files(result_paths(check_png_path(output)), overwrite)
     prepared = prepare_edit(EditInputs(image, target, source, dict(changes or {}), layout_from_changes, mask,
-                                       dict(controls or {}), dict(source_controls or {})))
-    prepared.read_pictures(image_size_of(model))  # before the model loads
+                                       dict(controls or {}), dict(source_controls or {})), model)
     result = run_prepared_edit(prepared, method, config, model, controlnets, seed, progress)
     if output is not None:
         save_result(result, output, save_intermediates, overwrite)

@@ -34,8 +34,15 @@ MAX_BODY_BYTES = 16 * 2**20  # an edit request with all its pictures
 MAX_QUEUE = 8  # edits waiting or running; past it, "busy"
 
 
-def data_url(path: Path) -> str:
-    return "data:image/png;base64," + base64.b64encode(Path(path).read_bytes()).decode()
+def data_url(picture: Path | typing.Callable[[io.BytesIO], object]) -> str:
+    """A PNG as a data URL: a file's, or what `picture(buffer)` writes."""
+    if callable(picture):
+        buffer = io.BytesIO()
+        picture(buffer)
+        png = buffer.getvalue()
+    else:
+        png = Path(picture).read_bytes()
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def picture_bytes(url: str, what: str) -> bytes:
@@ -140,9 +147,7 @@ def create_app(model: str = TOON64, data: str | Path = "semedit-data", controlne
             rec = sample_record(body.seed).replace(**changes)
         except ValueError as e:
             raise HTTPException(400, str(e)) from None
-        buffer = io.BytesIO()
-        save_toon_png(buffer, rec, size)
-        return {"image": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(),
+        return {"image": data_url(lambda buffer: save_toon_png(buffer, rec, size)),
                 "record": rec.to_dict(), "description": describe(rec)}
 
     @app.post("/api/generate")
@@ -153,10 +158,8 @@ def create_app(model: str = TOON64, data: str | Path = "semedit-data", controlne
             raise HTTPException(400, "the prompt is empty")
         image = backbone().pipeline()(body.prompt, num_inference_steps=body.steps, guidance_scale=7.5, height=size,
                                       width=size, generator=torch.Generator().manual_seed(body.seed)).images[0]
-        buffer = io.BytesIO()
-        write_png(buffer, np.asarray(image), {"prompt": body.prompt, "seed": body.seed, "steps": body.steps,
-                                              "model": model})
-        return {"image": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()}
+        provenance = {"prompt": body.prompt, "seed": body.seed, "steps": body.steps, "model": model}
+        return {"image": data_url(lambda buffer: write_png(buffer, np.asarray(image), provenance))}
 
     @app.post("/api/scribble")
     def scribble(body: PictureBody):
@@ -165,9 +168,7 @@ def create_app(model: str = TOON64, data: str | Path = "semedit-data", controlne
             picture = read_picture(io.BytesIO(picture_bytes(body.image, "the image")), size, "the image")
         except ValueError as e:
             raise HTTPException(400, str(e)) from None
-        buffer = io.BytesIO()
-        write_png(buffer, input_scribble(picture))
-        return {"scribble": "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()}
+        return {"scribble": data_url(lambda buffer: write_png(buffer, input_scribble(picture)))}
 
     @app.post("/api/edit")
     def edit(body: EditBody):

@@ -22,7 +22,6 @@ class FiniteFloatRange(click.FloatRange):
 overwrite_option = click.option("--overwrite", is_flag=True, help="Replace an existing output.")
 output_option = click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
                              help="PNG file to write.")
-seed_option = click.option("--seed", type=click.IntRange(0), default=0, show_default=True, help="Base seed.")
 model_option = click.option("--model", default="toon-64", show_default=True,
                             help="toon-64, a diffusers SD folder or a hub id.")
 

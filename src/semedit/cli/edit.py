@@ -110,7 +110,6 @@ def run_edit_command(name: str, kw: dict, settings: dict) -> None:
     from tqdm import tqdm
 
     from ..methods import make_config
-    from ..models.backbone import image_size_of
     from ..service import (EditInputs, check_new_files, check_png_path, get_backbone, parse_changes, parse_named,
                            prepare_edit, result_paths, run_prepared_edit, save_result)
 
@@ -124,8 +123,7 @@ def run_edit_command(name: str, kw: dict, settings: dict) -> None:
         prepared = prepare_edit(EditInputs(
             image=kw["image"], target=kw["target"], source=kw["source"], changes=parse_changes(kw["changes"]),
             layout_from_changes=None if kw["layout_from_set"] == "none" else kw["layout_from_set"], mask=kw["mask"],
-            controls=controls, source_controls=source_controls))
-        prepared.read_pictures(image_size_of(kw["model"]))  # before the model loads
+            controls=controls, source_controls=source_controls), kw["model"])  # pictures read before the model
         controlnets = parse_named(kw["controlnet"], "--controlnet", must_exist=False)
         prepared.request(get_backbone(kw["model"], controlnets), name)  # all the method checks, before it runs
     for note in prepared.notes:

@@ -11,6 +11,7 @@ import numpy as np
 
 from ..methods import EditRequest
 from ..methods.base import check_request
+from ..models.backbone import image_size_of
 from ..world import (CATEGORICAL, LAYOUT_KINDS, POSE_RANGES, ToonRecord, describe, layout_map, render, resize_square,
                      scribble_map)
 
@@ -244,8 +245,9 @@ class PreparedEdit:
         return request
 
 
-def prepare_edit(inputs: EditInputs) -> PreparedEdit:
-    """Check `inputs` and derive what they leave out (prompts, the edited record), with no model loaded."""
+def prepare_edit(inputs: EditInputs, model: str | None = None) -> PreparedEdit:
+    """Check `inputs` and derive what they leave out (prompts, the edited record), with no model loaded;
+    with `model`, its pictures are read and checked at that model's image size too (from its configs)."""
     record = inputs.record if inputs.record is not None else read_record(inputs.image)
     source = inputs.source if inputs.source is not None else (describe(record) if record else None)
     if source is None:
@@ -270,4 +272,7 @@ def prepare_edit(inputs: EditInputs) -> PreparedEdit:
         describe(edited) if edited is not None else source if inputs.controls else None)
     if target is None:
         raise InputError("say what should change: give --target, --pose, --scribble or (toon PNGs) --set")
-    return PreparedEdit(inputs, record, edited, source, target)
+    prepared = PreparedEdit(inputs, record, edited, source, target)
+    if model is not None:
+        prepared.read_pictures(image_size_of(model))
+    return prepared
