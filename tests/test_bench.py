@@ -66,10 +66,13 @@ def test_tasks_are_seeded_and_well_formed(kind):
     assert a.edit.source != c.edit.source
     attr = TASK_KINDS[kind].attribute
     assert getattr(a.edit.source, attr) != getattr(a.edit.target, attr) and a.edit.changed == (attr,)
-    if TASK_KINDS[kind].condition == "text":
+    if TASK_KINDS[kind].condition in ("text", "map"):
         assert a.source_prompt == describe(a.edit.source) and a.target_prompt == describe(a.edit.target)
-        assert a.source_prompt != a.target_prompt and not a.controls
-        assert observable(a.edit.source)[attr] and observable(a.edit.target)[attr]
+        assert a.source_prompt != a.target_prompt and observable(a.edit.source)[attr] and observable(a.edit.target)[attr]
+        assert not a.controls if TASK_KINDS[kind].condition == "text" else set(a.controls) == {"scribble"}
+        if TASK_KINDS[kind].condition == "map":  # the map changes, locally
+            changed = a.edit.source_render.seg != a.edit.target_render.seg
+            assert changed.any() and not changed.all()
     else:
         cond = TASK_KINDS[kind].condition
         assert a.source_prompt == a.target_prompt
@@ -150,3 +153,23 @@ def test_one_task_gives_no_frechet_distance_and_a_failed_judgement_writes_nothin
     with pytest.raises(RuntimeError, match="grid failed"):
         run_benchmark(tiny, evaluator, ["sdedit"], ["hair"], 2, tmp_path / "two", configs=config)
     assert not (tmp_path / "two").exists() or not any((tmp_path / "two").iterdir())
+
+
+def test_map_tasks_tell_each_method_the_edit_its_own_way():
+    """pixelguide gets both maps and no prompt; SDEdit the edited map painted in (stroke mode), only inside the
+    changed pixels; ControlNet-only the edited scribble; the others the target prompt."""
+    from semedit.eval.bench import roi_of, stroke_image, task_request
+
+    task = make_task("map-glasses", 0)
+    changed = task.edit.source_render.seg != task.edit.target_render.seg
+    seg = task_request(task, 64, "pixelguide")
+    assert np.array_equal(seg.edited_seg, task.edit.target_render.seg) and seg.target_prompt == ""
+    strokes = task_request(task, 64, "sdedit")
+    assert np.array_equal(strokes.image, stroke_image(task)) and strokes.target_prompt == task.target_prompt
+    assert np.array_equal(strokes.image[~changed], task.edit.source_render.image[~changed])
+    assert not np.array_equal(strokes.image[changed], task.edit.source_render.image[changed])
+    assert set(task_request(task, 64, "controlnet").controls) == {"scribble"}
+    text = task_request(task, 64, "diffedit")
+    assert not text.controls and text.edited_seg is None and np.array_equal(text.image, task.edit.source_render.image)
+    m = roi_of(task)
+    assert m[changed].all() and m.sum() > changed.sum()

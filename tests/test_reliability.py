@@ -19,6 +19,7 @@ from semedit.cli import main
 from semedit.methods import REGISTRY, make_config
 from semedit.models.backbone import BackboneNotFound, load_backbone
 from semedit.service import EditInputs, InputError, prepare_edit, read_picture
+from semedit.world import render, sample_record
 
 SIZE = 16
 
@@ -161,7 +162,7 @@ NUMBERS = st.one_of(st.sampled_from(["nan", "inf", "-inf", "-1", "0", "1e308", "
 
 def _numeric_fields(method):
     cls = REGISTRY[method].config
-    return [f for f in dataclasses.fields(cls) if f.type in ("int", "float", "float | None")]
+    return [f for f in dataclasses.fields(cls) if f.type in ("int", "float", "int | None", "float | None")]
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -238,7 +239,7 @@ def test_numbers_of_the_other_commands_are_checked_too(args, tmp_path):
 def _extremes(field):
     """The ends of a numeric setting's range that a user may give (and a large value where it is open)."""
     lo, hi, meta = field.metadata.get("lo"), field.metadata.get("hi"), field.metadata
-    is_int = field.type == "int"
+    is_int = field.type.startswith("int")
     out = []
     if lo is not None:
         out.append(lo + (1 if is_int else 1e-3) if meta["lo_open"] else lo)
@@ -261,11 +262,21 @@ def test_extreme_settings_give_a_finite_image_or_a_clear_error(case, tiny):
     method, name, value = case
     small = {"steps": 4, **({"mask_samples": 2} if name != "mask_samples" else {})}
     small = {k: v for k, v in small.items() if k in {f.name for f in dataclasses.fields(REGISTRY[method].config)}}
+    backbone, size = tiny, SIZE
+    if REGISTRY[method].segmentation:  # a map edit, with the classifiers of the embedded family
+        from semedit.service import get_backbone
+
+        backbone, size = get_backbone("toon-64"), 64
+        rec = sample_record(3)
+        source = render(rec).seg.astype(np.int64)
+        edited = render(rec.replace(glasses="round" if rec.glasses == "none" else "none")).seg.astype(np.int64)
     try:
         config = make_config(method, **{**small, name: value})
-        image = np.random.default_rng(0).integers(0, 255, (SIZE, SIZE, 3), dtype=np.uint8)
-        result = run_edit(method, tiny, EditRequest(image, "a cartoon woman", "a cartoon man"), config)
+        image = np.random.default_rng(0).integers(0, 255, (size, size, 3), dtype=np.uint8)
+        request = (EditRequest(image, "", edited_seg=edited, source_seg=source) if REGISTRY[method].segmentation
+                   else EditRequest(image, "a cartoon woman", "a cartoon man"))
+        result = run_edit(method, backbone, request, config)
     except ValueError as e:
         assert str(e)
         return
-    assert result.image.dtype == np.uint8 and result.image.shape == (SIZE, SIZE, 3)
+    assert result.image.dtype == np.uint8 and result.image.shape == (size, size, 3)

@@ -2,6 +2,7 @@
 
     from semedit.api import edit
     result = edit("toon.png", "ito", changes={"hair_colour": "red"})   # an EditResult
+    result = edit("photo.png", "pixelguide", seg="edited_map.png")     # an edited segmentation map
     result.image, result.mask, result.provenance
 """
 
@@ -16,18 +17,21 @@ from .service import (EditInputs, check_new_files, check_png_path, prepare_edit,
 
 def edit(image, method: str = "ito", *, target: str | None = None, source: str | None = None,
          changes: dict | None = None, layout_from_changes: str | None = None, mask=None,
-         controls: dict | None = None, source_controls: dict | None = None, model: str = "toon-64",
+         controls: dict | None = None, source_controls: dict | None = None, seg=None, source_seg=None,
+         model: str = "toon-64",
          controlnets: dict | None = None, seed: int = 0, output=None, overwrite: bool = False,
          save_intermediates: bool = False, progress: Callable | None = None, **settings) -> EditResult:
     """Edit `image` (a file or a uint8 array) with `method`. The edit is a `target` prompt, layout maps
-    (`controls`, with the input's own in `source_controls`), or for toon PNGs attribute `changes`; `settings`
+    (`controls`, with the input's own in `source_controls`), an edited segmentation map (`seg`, a file or HxW
+    class ids, with the input's own in `source_seg`), or for toon PNGs attribute `changes`; `settings`
     are the method's config fields (paper defaults otherwise). With `output` the result is saved as
     `semedit edit` saves it. Bad input raises `InputError` (a ValueError) before any model runs."""
     config = make_config(method, **settings)
     if output is not None:
         check_new_files(result_paths(check_png_path(output)), overwrite)
     prepared = prepare_edit(EditInputs(image, target, source, dict(changes or {}), layout_from_changes, mask,
-                                       dict(controls or {}), dict(source_controls or {})), model)
+                                       dict(controls or {}), dict(source_controls or {}), seg=seg,
+                                       source_seg=source_seg), model)
     result = run_prepared_edit(prepared, method, config, model, controlnets, seed, progress)
     if output is not None:
         save_result(result, output, save_intermediates, overwrite)

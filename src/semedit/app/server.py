@@ -68,7 +68,7 @@ def method_schema(name: str) -> dict:
                          **{k: f.metadata.get(k) for k in ("help", "lo", "hi", "lo_open", "hi_open", "choices")}})
     about = (sys.modules[method.edit.__module__].__doc__ or "").strip().split("\n\n")[0]
     return {"name": name, "about": about, "usage": inspect.cleandoc(method.edit.__doc__ or ""),
-            "layout": method.layout, "mask": method.mask, "settings": settings}
+            "layout": method.layout, "mask": method.mask, "segmentation": method.segmentation, "settings": settings}
 
 
 class ToonRequest(BaseModel):

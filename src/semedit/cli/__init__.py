@@ -10,6 +10,7 @@ from .app import app
 from .bench import bench
 from .edit import edit
 from .generate import generate
+from .segment import segment
 from .train import train
 from .weights import convert_weights
 from .world import world
@@ -25,7 +26,7 @@ def main():
     """
 
 
-for command in (world, generate, edit, app, bench, convert_weights, train):
+for command in (world, generate, edit, segment, app, bench, convert_weights, train):
     main.add_command(command)
 
 __all__ = ["main"]

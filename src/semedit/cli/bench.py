@@ -34,7 +34,8 @@ def _parse_method_settings(items, methods) -> dict:
 @click.option("--methods", default="sdedit,diffedit", show_default=True, help="Comma-separated method names.")
 @click.option("--tasks", "kinds", default="all", show_default=True,
               help="Comma-separated task kinds (expression, hair, glasses, costume, background, eyes, mouth, pose, "
-                   "scribble) or all.")
+                   "scribble, map-mouth, map-eyes, map-hair, map-glasses, map-beard), groups of them (text, layout, "
+                   "map) or all.")
 @click.option("-n", "--n", "count", type=click.IntRange(1), default=50, show_default=True, help="Tasks per kind.")
 @click.option("--model", default="toon-64", show_default=True, help="toon-64, a diffusers SD folder or a hub id.")
 @click.option("--evaluator", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -60,7 +61,7 @@ def bench(methods, kinds, count, model, evaluator, settings, seed, out, overwrit
     papers' LPIPS, FID and ArcFace where their weights are given)."""
     from tqdm import tqdm
 
-    from ..eval.bench import TASK_KINDS, check_kept_run, rejudge as rejudge_run, run_benchmark
+    from ..eval.bench import KIND_GROUPS, TASK_KINDS, check_kept_run, rejudge as rejudge_run, run_benchmark
     from ..eval.paper_nets import PaperNets
     from ..methods import REGISTRY
     from ..models.backbone import BackboneNotFound, load_backbone, load_evaluator
@@ -88,7 +89,8 @@ def bench(methods, kinds, count, model, evaluator, settings, seed, out, overwrit
     if not names or unknown:
         raise click.BadParameter(f"unknown method(s) {', '.join(unknown) or '(none given)'}; known: "
                                  f"{', '.join(sorted(REGISTRY))}", param_hint="'--methods'")
-    kinds = list(TASK_KINDS) if kinds == "all" else [k.strip() for k in kinds.split(",") if k.strip()]
+    kinds = list(TASK_KINDS) if kinds == "all" else [
+        kind for k in kinds.split(",") if k.strip() for kind in KIND_GROUPS.get(k.strip(), [k.strip()])]
     bad = [k for k in kinds if k not in TASK_KINDS]
     if not kinds or bad:
         raise click.BadParameter(f"unknown task kind(s) {', '.join(bad) or '(none given)'}; known: "

@@ -14,10 +14,10 @@ from .common import user_errors
 _IMAGE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-def _edit_params() -> list[click.Parameter]:
-    """The options every method shares: what to edit, how to say the edit, the model, the outputs."""
-    return [
-        click.Argument(["image"], type=_IMAGE),
+def _edit_params(segmentation: bool = False) -> list[click.Parameter]:
+    """The options of a method: what to edit, how to say the edit (prompts and layouts, or for methods that
+    edit by segmentation map the maps), the model, the outputs."""
+    by_text_and_layout = [
         click.Option(["-t", "--target"], default=None, help="Target prompt: the edited image's description. "
                      "Optional for layout-only edits (then the source prompt is kept)."),
         click.Option(["-s", "--source"], default=None, help="Source prompt: the input image's description. "
@@ -45,6 +45,23 @@ def _edit_params() -> list[click.Parameter]:
         click.Option(["--controlnet"], multiple=True, metavar="NAME=FOLDER_OR_HUB_ID",
                      help="A ControlNet to load with --model under NAME (repeatable; toon-64 has pose and "
                           "scribble already)."),
+    ]
+    by_map = [
+        click.Option(["--seg"], type=_IMAGE, default=None,
+                     help="The edited segmentation map: a palette PNG of class ids (start from `semedit segment`'s "
+                          "output) or an RGB PNG in the class colours."),
+        click.Option(["--source-seg"], type=_IMAGE, default=None,
+                     help="The input's own map (default: estimated by the pixel classifiers; toon PNGs: their "
+                          "record's)."),
+        click.Option(["--set", "changes"], multiple=True, metavar="ATTRIBUTE=VALUE",
+                     help="Toon PNGs only, instead of --seg: the edit as attribute changes (repeatable), e.g. --set "
+                          "mouth=open; the edited map is the changed record's."),
+        click.Option(["--roi", "mask"], type=_IMAGE, default=None,
+                     help="Greyscale PNG, white = the ROI (default: the pixels whose class changes, dilated)."),
+    ]
+    return [
+        click.Argument(["image"], type=_IMAGE),
+        *(by_map if segmentation else by_text_and_layout),
         click.Option(["--model"], default="toon-64", show_default=True,
                      help="toon-64, a diffusers SD folder or a hub id."),
         click.Option(["--seed"], type=click.IntRange(0), default=0, show_default=True),
@@ -89,7 +106,7 @@ def _method_help(method) -> str:
 
 
 def edit_command(name: str, method) -> click.Command:
-    shared = _edit_params()
+    shared = _edit_params(method.segmentation)
     settings = config_options(method.config)
     clash = {p.name for p in shared} & {p.name for p in settings}
     if clash:
@@ -117,14 +134,17 @@ def run_edit_command(name: str, kw: dict, settings: dict) -> None:
     with user_errors():  # every check before any model loads
         check_new_files(result_paths(check_png_path(output)), kw["overwrite"])
         config = make_config(name, **settings)
-        controls = {**{k: kw[k] for k in ("pose", "scribble") if kw[k]}, **parse_named(kw["control"], "--control")}
-        source_controls = {**{k: kw[f"source_{k}"] for k in ("pose", "scribble") if kw[f"source_{k}"]},
-                           **parse_named(kw["source_control"], "--source-control")}
+        controls = {**{k: kw[k] for k in ("pose", "scribble") if kw.get(k)},
+                    **parse_named(kw.get("control", ()), "--control")}
+        source_controls = {**{k: kw[f"source_{k}"] for k in ("pose", "scribble") if kw.get(f"source_{k}")},
+                           **parse_named(kw.get("source_control", ()), "--source-control")}
+        layout = kw.get("layout_from_set", "none")
         prepared = prepare_edit(EditInputs(
-            image=kw["image"], target=kw["target"], source=kw["source"], changes=parse_changes(kw["changes"]),
-            layout_from_changes=None if kw["layout_from_set"] == "none" else kw["layout_from_set"], mask=kw["mask"],
-            controls=controls, source_controls=source_controls), kw["model"])  # pictures read before the model
-        controlnets = parse_named(kw["controlnet"], "--controlnet", must_exist=False)
+            image=kw["image"], target=kw.get("target"), source=kw.get("source"), changes=parse_changes(kw["changes"]),
+            layout_from_changes=None if layout == "none" else layout, mask=kw["mask"], controls=controls,
+            source_controls=source_controls, seg=kw.get("seg"), source_seg=kw.get("source_seg")),
+            kw["model"])  # pictures read before the model
+        controlnets = parse_named(kw.get("controlnet", ()), "--controlnet", must_exist=False)
         prepared.request(get_backbone(kw["model"], controlnets), name)  # all the method checks, before it runs
     for note in prepared.notes:
         click.echo(f"note: {note}", err=True)

@@ -262,3 +262,31 @@ def train_all(hours, family, runs_dir, cache, fresh):
 
     run_all(family or TOON64_DIR, runs_dir, cache or runs_dir / "cache", TrainAllPlan(hours=hours), fresh,
             echo=click.echo)
+
+
+@train.command(name="pixel-classifiers")
+@click.option("--labelled", type=click.IntRange(1), default=30, show_default=True,
+              help="Labelled world renders (image + true map) to learn from (the paper: 20-30).")
+@click.option("--heldout", type=click.IntRange(1), default=100, show_default=True,
+              help="Held-out renders the report's IoU is measured on.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/pixel-classifiers"),
+              show_default=True, help="Checkpoints, loss log and report.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the classifiers go (default: the family's pixel-classifiers/).")
+@click.option("--steps", type=click.IntRange(1), default=None, help="Default: the recipe's.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+              help="Training seed (also picks the labelled renders).")
+@click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint and start again.")
+@_family_option()
+def pixel_classifiers(labelled, heldout, run_dir, out, steps, seed, fresh, family):
+    """Train the pixelguide method's pixel classifiers (g_t per guidance timestep, g_multi) on the family's
+    frozen U-Net features, from a few labelled renders; prints held-out IoU."""
+    from ..methods.pixelguide.train import PIXEL_TRAIN, train_pixel_classifiers
+    from ..models.pixel_classifiers import FOLDER
+    from ..models.toon64 import TOON64_DIR
+
+    family = family or TOON64_DIR
+    out = out or family / FOLDER
+    report = train_pixel_classifiers(family, run_dir, out, labelled, heldout,
+                                     PIXEL_TRAIN.with_changes(steps, seed=seed), resume=not fresh)
+    _report("pixel classifiers", {k: report[k] for k in ("labelled", "heldout", "steps", "g_multi", "g_t")}, out)

@@ -67,6 +67,14 @@ def make_schedule(scheduler_config: dict, num_steps: int) -> Schedule:
     return Schedule(ts, alphas)
 
 
+def alphas_cumprod(scheduler_config: dict) -> torch.Tensor:
+    """alpha-bar of every training timestep (float64), for noising to a timestep of its own (Eq. 6 of
+    the pixel-guidance paper) rather than to a level of a sampling schedule."""
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler.from_config(scheduler_config).alphas_cumprod.double()
+
+
 def ddim_update(x: torch.Tensor, eps: torch.Tensor, a_from, a_to) -> torch.Tensor:
     """Move x from noise level a_from to a_to along the predicted noise (ITO paper Eq. 1 / Eq. 2:
     the same update serves sampling, a_to > a_from, and inversion, a_to < a_from)."""
@@ -148,6 +156,36 @@ def ddpm_posterior(x_t: torch.Tensor, x0: torch.Tensor, a_t, a_prev) -> tuple[to
     mean = (a_prev**0.5 * beta / (1 - a_t)) * x0 + ((a_t / a_prev) ** 0.5 * (1 - a_prev) / (1 - a_t)) * x_t
     var = (1 - a_prev) / (1 - a_t) * beta
     return mean, var
+
+
+def ddpm_sample(eps_fn: EpsFn, x: torch.Tensor, schedule: Schedule, start_index: int = 0,
+                before_step: StepHook | None = None, after_step: StepHook | None = None,
+                callback: Callback | None = None, seed: int = 0,
+                guidance: Callable[[torch.Tensor, int], tuple[torch.Tensor, torch.Tensor]] | None = None
+                ) -> torch.Tensor:
+    """Stochastic DDPM (ancestral) sampling from level `start_index` to level N along the schedule's
+    levels: x_prev ~ N(mu + Sigma g, Sigma), mu and Sigma of q(x_prev | x_t, predicted x0) (DDPM Eq. 6-7;
+    the pixel-guidance paper Eq. 1). With `guidance(x, t) -> (eps, g)`, the noise prediction comes with g,
+    the scaled gradient of log p(y | x_t) that shifts the mean (classifier guidance, the pixel-guidance
+    paper Eq. 5 / 9); without it, g = 0. The step noise is drawn from one generator seeded with `seed`;
+    no noise is added on the last step (to level N)."""
+    ts, al = schedule.timesteps, schedule.alphas
+    gen = torch.Generator().manual_seed(int(seed))
+    for i in range(start_index, schedule.num_steps):
+        if before_step is not None:
+            x = before_step(i, x)
+        eps, g = guidance(x, ts[i]) if guidance is not None else (eps_fn(x, ts[i]), None)
+        x0 = predict_x0(x, eps, al[i])
+        if callback is not None:
+            callback(i, x, x0)
+        mean, var = ddpm_posterior(x, x0, al[i], al[i + 1])
+        if g is not None:
+            mean = mean + var * g
+        noise = torch.randn(tuple(x.shape), generator=gen, dtype=x.dtype).to(x.device)
+        x = mean + (var**0.5 * noise if i < schedule.num_steps - 1 else 0.0)
+        if after_step is not None:
+            x = after_step(i + 1, x)
+    return x
 
 
 def scheduler_sample(eps_fn: EpsFn, x: torch.Tensor, schedule, start_index: int = 0,

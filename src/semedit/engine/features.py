@@ -33,3 +33,16 @@ def pixel_features(store: dict[int, torch.Tensor], size: tuple[int, int]) -> tor
         raise ValueError("no features were stored: call the U-Net inside decoder_features()")
     return torch.cat([F.interpolate(store[i], size=size, mode="bilinear", align_corners=False)
                       for i in sorted(store)], dim=1)
+
+
+def features_at(store: dict[int, torch.Tensor], size: tuple[int, int], rows: torch.Tensor,
+                cols: torch.Tensor) -> torch.Tensor:
+    """`pixel_features(store, size)` at N pixels of each batch entry (`rows`, `cols`: B x N), as B x N x sum C_i,
+    without upsampling whole maps: bilinear samples at the pixel centres (the same values), so a dataset's
+    pixel features are read a few at a time instead of all at once."""
+    if not store:
+        raise ValueError("no features were stored: call the U-Net inside decoder_features()")
+    h, w = size
+    grid = torch.stack([(cols + 0.5) / w * 2 - 1, (rows + 0.5) / h * 2 - 1], dim=-1)[:, :, None]  # B x N x 1 x 2
+    return torch.cat([F.grid_sample(store[i], grid.to(store[i].dtype), mode="bilinear", padding_mode="border",
+                                    align_corners=False)[..., 0].transpose(1, 2) for i in sorted(store)], dim=2)

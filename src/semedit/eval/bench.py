@@ -20,8 +20,8 @@ from pathlib import Path
 import numpy as np
 
 from ..models.evaluator import segmentation_accuracy
-from ..world import (CATEGORICAL, IDENTITY_FIELDS, CAPTION_FIELDS, GroundTruthEdit, describe, ground_truth_edit,
-                     layout_map, observable, render, resize_square, sample_record)
+from ..world import (CATEGORICAL, IDENTITY_FIELDS, CAPTION_FIELDS, GroundTruthEdit, colourise_seg, describe,
+                     ground_truth_edit, layout_map, observable, render, resize_square, sample_record)
 from ..files import check_new_files, write_together
 from .metrics import frechet_distance, mae, psnr, ssim
 from .paper_nets import PaperNets, arcface_similarity, inception_features, lpips_distance
@@ -32,7 +32,7 @@ TASK_SIZE = 64
 @dataclass(frozen=True)
 class TaskKind:
     attribute: str  # the attribute the edit changes (and the evaluator judges)
-    condition: str  # "text", "pose" or "scribble": what tells the method the edit
+    condition: str  # "text", "pose", "scribble" or "map" (an edited segmentation map): what tells the method the edit
     caption_field: str | None  # the caption field naming the attribute (dropped from layout tasks' prompts)
 
 
@@ -46,7 +46,22 @@ TASK_KINDS: dict[str, TaskKind] = {
     "mouth": TaskKind("mouth", "text", "mouth"),
     "pose": TaskKind("head_x", "pose", None),  # the head moves 4 px sideways
     "scribble": TaskKind("hair_style", "scribble", "hair"),  # a new hair outline
+    # map edits (the pixel-guidance paper §4.2): the ground-truth edit changes the segmentation locally
+    "map-mouth": TaskKind("mouth", "map", "mouth"),
+    "map-eyes": TaskKind("eyes", "map", "eyes"),
+    "map-hair": TaskKind("hair_style", "map", "hair"),
+    "map-glasses": TaskKind("glasses", "map", "glasses"),
+    "map-beard": TaskKind("beard", "map", "beard"),
 }
+KIND_GROUPS = {group: [k for k, v in TASK_KINDS.items() if (v.condition == group) or
+                       (group == "layout" and v.condition in ("pose", "scribble"))]
+               for group in ("text", "layout", "map")}
+# How a method that takes no map is told a map edit (the paper's comparisons, §4.2 / supp. B.5): SDEdit in
+# stroke mode (the edited map painted into the input), ControlNet-only by the edited scribble, every other
+# method by the target prompt.
+MAP_BASELINE_INPUT = {"sdedit": "strokes", "controlnet": "scribble"}
+ROI_DILATION = 1  # pixels: the paper's 3 at 256x256, scaled to 64 px (as the pixelguide method does)
+PSNR_CAP = 100.0  # dB, for pixels kept exactly (PSNR is infinite there)
 POSE_SHIFT = 4.0  # px of head_x change in pose tasks
 POSE_SUCCESS_PX = 2.0  # a pose edit succeeds when the evaluator puts the head within this of the target
 JUDGEMENT_FILES = ("results.json", "table.md", "grid.png")  # what `judge` writes
@@ -96,11 +111,17 @@ def make_task(kind: str, index: int, seed: int = 0) -> BenchTask:
             continue
         if tk.attribute != "head_x" and not (observable(src)[tk.attribute] and observable(e.target)[tk.attribute]):
             continue
+        if tk.condition == "map" and np.array_equal(e.source_render.seg, e.target_render.seg):
+            continue  # the change shows in no pixel's class
         break
     else:  # pragma: no cover - the world always has visible cases
         raise RuntimeError(f"no visible {kind} edit found")
     if tk.condition == "text":
         sp, tp, controls, source_controls = describe(src), describe(e.target), {}, {}
+    elif tk.condition == "map":  # the scribble for the ControlNet-only baseline
+        sp, tp = describe(src), describe(e.target)
+        controls = {"scribble": layout_map(e.target_render, "scribble")}
+        source_controls = {"scribble": layout_map(e.source_render, "scribble")}
     else:  # layout edits keep the text, which does not name the changed attribute
         fields = [f for f in CAPTION_FIELDS if f != tk.caption_field]
         sp = tp = describe(src, fields)
@@ -147,14 +168,49 @@ class PeakMemory:
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def task_request(task: BenchTask, size: int):
-    """The EditRequest a method gets for a task, at the model's image size."""
-    from ..methods import EditRequest
+def roi_of(task: BenchTask) -> np.ndarray:
+    """A map task's ROI m: the pixels whose class changes, dilated (the pixel-guidance paper, Eq. 7)."""
+    from scipy.ndimage import binary_dilation
 
-    return EditRequest(image=resize_square(task.edit.source_render.image, size), target_prompt=task.target_prompt,
+    changed = task.edit.source_render.seg != task.edit.target_render.seg
+    return binary_dilation(changed, np.ones((3, 3), bool), iterations=ROI_DILATION)
+
+
+def stroke_image(task: BenchTask) -> np.ndarray:
+    """SDEdit's stroke input (the pixel-guidance paper §4.2): the input with every pixel whose class changes
+    painted in that class's mean colour in the input (in the ground truth, for a class the input lacks:
+    the colour a user would paint it)."""
+    src, tgt = task.edit.source_render, task.edit.target_render
+    out = src.image.copy()
+    changed = src.seg != tgt.seg
+    for c in np.unique(tgt.seg[changed]):
+        where = src.seg == c if (src.seg == c).any() else tgt.seg == c
+        colour = (src.image if (src.seg == c).any() else tgt.image)[where].mean(0)
+        out[changed & (tgt.seg == c)] = np.round(colour).astype(np.uint8)
+    return out
+
+
+def task_request(task: BenchTask, size: int, method: str | None = None):
+    """The EditRequest a method gets for a task, at the model's image size (map tasks: see
+    MAP_BASELINE_INPUT)."""
+    from ..methods import REGISTRY, EditRequest
+
+    image = task.edit.source_render.image
+    controls, source_controls = task.controls, task.source_controls
+    if TASK_KINDS[task.kind].condition == "map":
+        if method is not None and REGISTRY[method].segmentation:
+            return EditRequest(image=resize_square(image, size), target_prompt="", source_prompt="",
+                               edited_seg=resize_square(task.edit.target_render.seg, size, nearest=True),
+                               source_seg=resize_square(task.edit.source_render.seg, size, nearest=True))
+        given = MAP_BASELINE_INPUT.get(method)
+        if given == "strokes":
+            image = stroke_image(task)
+        if given != "scribble":
+            controls, source_controls = {}, {}
+    return EditRequest(image=resize_square(image, size), target_prompt=task.target_prompt,
                        source_prompt=task.source_prompt,
-                       controls={k: resize_square(v, size) for k, v in task.controls.items()},
-                       source_controls={k: resize_square(v, size) for k, v in task.source_controls.items()})
+                       controls={k: resize_square(v, size) for k, v in controls.items()},
+                       source_controls={k: resize_square(v, size) for k, v in source_controls.items()})
 
 
 def run_method(method: str, backbone, tasks: list[BenchTask], config=None, progress=None) -> list[dict]:
@@ -168,14 +224,18 @@ def run_method(method: str, backbone, tasks: list[BenchTask], config=None, progr
         row = {"method": method, "kind": task.kind, "index": task.index}
         if progress is not None:
             progress(row)
-        if TASK_KINDS[task.kind].condition != "text" and not REGISTRY[method].layout:
+        condition = TASK_KINDS[task.kind].condition
+        if condition in ("pose", "scribble") and not REGISTRY[method].layout:
             rows.append({**row, "skipped": "text-only method"})
+            continue
+        if REGISTRY[method].segmentation and condition != "map":
+            rows.append({**row, "skipped": "edits by segmentation map only"})
             continue
         if any(k not in backbone.controlnets for k in task.controls):
             rows.append({**row, "skipped": f"model has no {', '.join(task.controls)} ControlNet"})
             continue
         mem.reset()
-        result = run_edit(method, backbone, task_request(task, size), config, seed=task.seed)
+        result = run_edit(method, backbone, task_request(task, size, method), config, seed=task.seed)
         rows.append({**row, "output": resize_square(result.image, TASK_SIZE),
                      "unet_evaluations": result.unet_evaluations, "seconds": result.provenance["seconds"],
                      "peak_memory_mib": round(mem.peak_mib(), 1)})
@@ -218,6 +278,11 @@ def score(rows: list[dict], tasks: list[BenchTask], evaluator, clip=None, clip_p
         else:
             r["edit_success"] = float(p[t.attribute] == t.target_value)
         r["segmentation_accuracy_in_region"] = segmentation_accuracy(segs[i], e.target_render.seg, e.region)
+        if TASK_KINDS[t.kind].condition == "map":  # the paper's Table 2: outside and inside its ROI m
+            m = roi_of(t)
+            r["roi_mae"] = mae(out, e.source_render.image, ~m)
+            r["roi_psnr"] = min(psnr(out, e.source_render.image, ~m), PSNR_CAP)
+            r["roi_segmentation_accuracy"] = segmentation_accuracy(segs[i], e.target_render.seg, m)
         shown = observable(e.target)
         ids = [k for k in IDENTITY_FIELDS if shown[k]]
         r["identity_agreement"] = float(np.mean([p[k] == getattr(e.target, k) for k in ids]))
@@ -229,7 +294,7 @@ def score(rows: list[dict], tasks: list[BenchTask], evaluator, clip=None, clip_p
 
 PAPER_NET_METRICS = ("lpips_source", "lpips_gt", "arcface_identity")  # only with the user's networks
 METRICS = ("preservation_mae", "preservation_psnr", "preservation_ssim", "edit_success",
-           "segmentation_accuracy_in_region", "gt_mae", "gt_ssim", "identity_agreement", "clip_score",
+           "segmentation_accuracy_in_region", "roi_mae", "roi_psnr", "roi_segmentation_accuracy", "gt_mae", "gt_ssim", "identity_agreement", "clip_score",
            "clip_directional", *PAPER_NET_METRICS, "unet_evaluations", "seconds", "peak_memory_mib")
 
 
@@ -274,7 +339,9 @@ def markdown_table(summary: dict, frechet: dict, kinds, fid: dict | None = None,
                    not_computed: str | None = None) -> str:
     cols = [("preservation_mae", "MAE out ↓", "{:.4f}"), ("preservation_psnr", "PSNR out ↑", "{:.1f}"),
             ("preservation_ssim", "SSIM out ↑", "{:.3f}"), ("edit_success", "success ↑", "{:.2f}"),
-            ("segmentation_accuracy_in_region", "seg acc in ↑", "{:.2f}"), ("gt_mae", "MAE gt ↓", "{:.4f}"),
+            ("segmentation_accuracy_in_region", "seg acc in ↑", "{:.2f}"), ("roi_mae", "MAE out m ↓", "{:.4f}"),
+            ("roi_psnr", "PSNR out m ↑", "{:.1f}"), ("roi_segmentation_accuracy", "seg acc in m ↑", "{:.2f}"),
+            ("gt_mae", "MAE gt ↓", "{:.4f}"),
             ("gt_ssim", "SSIM gt ↑", "{:.3f}"), ("identity_agreement", "identity ↑", "{:.2f}"),
             ("clip_score", "CLIP ↑", "{:.1f}"), ("clip_directional", "CLIP dir ↑", "{:.2f}"),
             ("lpips_source", "LPIPS src ↓", "{:.3f}"), ("lpips_gt", "LPIPS gt ↓", "{:.3f}"),
@@ -282,7 +349,8 @@ def markdown_table(summary: dict, frechet: dict, kinds, fid: dict | None = None,
             ("unet_evaluations", "U-Net evals", "{:.0f}"), ("seconds", "s / edit", "{:.2f}"),
             ("peak_memory_mib", "peak MiB", "{:.0f}")]
     computed = {key for by in summary.values() for s in by.values() for key in s}
-    cols = [c for c in cols if c[0] not in PAPER_NET_METRICS or c[0] in computed]
+    cols = [c for c in cols if c[0] not in (*PAPER_NET_METRICS, "roi_mae", "roi_psnr", "roi_segmentation_accuracy")
+            or c[0] in computed]
     lines = []
     for k in [*kinds, "all"]:
         lines += [f"\n**{k}**\n", "| method | n | " + " | ".join(c[1] for c in cols) + " |",
@@ -298,6 +366,9 @@ def markdown_table(summary: dict, frechet: dict, kinds, fid: dict | None = None,
     too_few = [m for m in [*summary, "ground_truth"] if m not in frechet]
     if too_few:
         lines.append(f"\n_No Fréchet distance for {', '.join(too_few)}: fewer than 2 images._")
+    if "roi_psnr" in computed:
+        lines.append(f"\n_m: the ROI of a map task (the pixels whose class changes, dilated by {ROI_DILATION} px); PSNR "
+                     f"out m is capped at {PSNR_CAP:.0f} dB (pixels kept exactly)._")
     if fid:
         lines += [f"\n**FID (Inception pool3) vs {REFERENCE_SIZE:,} real renders** (lower is better; "
                   "tens of samples make it biased upwards: compare methods, not papers)\n",
@@ -317,7 +388,8 @@ def grid(tasks: list[BenchTask], rows: list[dict], methods: list[str], per_kind:
     for t in tasks:
         if t.index >= per_kind:
             continue
-        cond = next(iter(t.controls.values()), blank)
+        cond = colourise_seg(t.edit.target_render.seg) if TASK_KINDS[t.kind].condition == "map" else \
+            next(iter(t.controls.values()), blank)
         row = [t.edit.source_render.image, cond, t.edit.target_render.image]
         row += [by.get((m, t.kind, t.index), {}).get("output", blank) for m in methods]
         cells.append(row)

@@ -19,7 +19,8 @@ class EditRequest:
 
     `mask` (HxW, nonzero = may change) is optional for methods that estimate their own;
     `controls` / `source_controls` map ControlNet names to target / original layout maps
-    (uint8 HxWx3 drawings or HxW scribbles); `edited_seg` is an edited segmentation map.
+    (uint8 HxWx3 drawings or HxW scribbles); `edited_seg` is an edited segmentation map (HxW class ids)
+    and `source_seg` the input's own, if known.
     """
     image: np.ndarray
     target_prompt: str
@@ -28,6 +29,7 @@ class EditRequest:
     controls: dict[str, np.ndarray] = field(default_factory=dict)
     source_controls: dict[str, np.ndarray] = field(default_factory=dict)
     edited_seg: np.ndarray | None = None
+    source_seg: np.ndarray | None = None
 
     def validate(self, size: int, controlnets=()) -> None:
         """Clear errors for bad input, before any model runs."""
@@ -51,6 +53,13 @@ class EditRequest:
                                      f"{', '.join(controlnets) or 'no ControlNets'}")
                 if np.asarray(m).shape[:2] != (size, size):
                     raise ValueError(f"{kind}[{name!r}] is {np.asarray(m).shape}; it must be {size}x{size}")
+        for what, seg in (("the edited map", self.edited_seg), ("the input's map", self.source_seg)):
+            if seg is not None and np.asarray(seg).shape != (size, size):
+                raise ValueError(f"{what} is {np.asarray(seg).shape}; it must be {size}x{size} like the image")
+        if self.source_seg is not None and self.edited_seg is None:
+            raise ValueError("the input's map is given without an edited map: give the edited map too")
+        if self.edited_seg is not None:  # a map edit: the map says what changes
+            return
         missing = [n for n in self.controls if n not in self.source_controls]
         if missing:
             raise ValueError(f"target layout map(s) {', '.join(missing)} given without the input's own map "
@@ -151,14 +160,15 @@ class Method:
     config: type
     layout: bool = False  # takes layout conditions (ControlNet maps) besides text
     mask: bool = False  # takes a user mask of the region that may change
+    segmentation: bool = False  # takes an edited segmentation map (and no prompt)
 
 
 REGISTRY: dict[str, Method] = {}
 
 
-def register(name: str, config: type, layout: bool = False, mask: bool = False):
+def register(name: str, config: type, layout: bool = False, mask: bool = False, segmentation: bool = False):
     def deco(fn):
-        REGISTRY[name] = Method(name, fn, config, layout, mask)
+        REGISTRY[name] = Method(name, fn, config, layout, mask, segmentation)
         return fn
     return deco
 
@@ -219,6 +229,12 @@ def check_request(method: str, backbone, request: EditRequest, config=None) -> N
     if request.mask is not None and not REGISTRY[method].mask:
         takers = ", ".join(sorted(m for m, entry in REGISTRY.items() if entry.mask))
         raise ValueError(f"{method} takes no mask: it does not restrict the edit to a region ({takers} do)")
+    takes_map = REGISTRY[method].segmentation
+    if request.edited_seg is not None and not takes_map:
+        takers = ", ".join(sorted(m for m, entry in REGISTRY.items() if entry.segmentation))
+        raise ValueError(f"{method} takes no segmentation map: it edits by prompt or layout ({takers} edit by map)")
+    if takes_map and request.edited_seg is None:
+        raise ValueError(f"{method} edits by segmentation map: give the edited map (--seg, or --set for toon PNGs)")
     request.validate(backbone.image_size, backbone.controlnets)
 
 

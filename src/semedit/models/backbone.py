@@ -37,6 +37,7 @@ class Backbone:
     clip_processor: object | None = None
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
+    root: Path | None = None  # the folder it was loaded from (a family keeps methods' trained parts there)
 
     @property
     def vae_scale_factor(self) -> int:
@@ -206,7 +207,7 @@ def load_backbone(name_or_path: str = TOON64, controlnets=None, clip: str | None
         clip_proc = _load_part(CLIPProcessor.from_pretrained, clip_root, str(clip), "CLIP processor")
     bb = Backbone(name=name, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                   scheduler_config=sched, controlnets=nets, clip=clip_model, clip_processor=clip_proc,
-                  device=device, dtype=dtype)
+                  device=device, dtype=dtype, root=root)
     for m in (vae, text_encoder, unet, *nets.values(), *([clip_model] if clip_model is not None else [])):
         m.to(device).eval().requires_grad_(False)
     return bb

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ..methods import EditRequest
+from ..methods import REGISTRY, EditRequest
 from ..methods.base import check_request
 from ..models.backbone import image_size_of
-from ..world import (CATEGORICAL, LAYOUT_KINDS, POSE_RANGES, ToonRecord, describe, layout_map, render, resize_square,
-                     scribble_map)
+from ..world import (CATEGORICAL, LAYOUT_KINDS, POSE_RANGES, SEG_PALETTE, ToonRecord, describe, layout_map, render,
+                     resize_square, scribble_map)
 
 Picture = str | Path | np.ndarray  # a file, or uint8 HxWx3 / HxW
 
@@ -109,6 +109,41 @@ def read_picture(picture: Picture, size: int, what: str, mode: str = "RGB",
     return a
 
 
+def read_segmentation(picture: Picture, size: int, what: str) -> np.ndarray:
+    """A segmentation map as HxW class ids: an integer array; a palette or greyscale PNG (its indices or
+    values are the ids, as `semedit segment` writes them); an RGB PNG in the world's class colours."""
+    from PIL import Image, UnidentifiedImageError
+
+    if isinstance(picture, np.ndarray):
+        if not np.issubdtype(picture.dtype, np.integer) or picture.ndim != 2:
+            raise InputError(f"{what} must be an HxW array of integer class ids, got {picture.dtype} {picture.shape}")
+        a = picture
+    else:
+        try:
+            with Image.open(picture) as img:
+                if img.size != (size, size):
+                    raise InputError(f"{what} is {img.width}x{img.height}; the model needs {size}x{size}")
+                if img.mode in ("P", "L"):
+                    a = np.asarray(img)
+                else:
+                    weights = np.array([65536, 256, 1])
+                    match = (np.asarray(img.convert("RGB")).astype(np.int64) @ weights)[..., None] \
+                        == SEG_PALETTE.astype(np.int64) @ weights  # H x W x classes
+                    if not match.any(-1).all():
+                        raise InputError(f"{what} has {int((~match.any(-1)).sum())} pixels in colours that are no "
+                                         "class's; paint with the class colours, or give a palette PNG of class ids")
+                    a = match.argmax(-1)
+        except InputError:
+            raise
+        except Image.DecompressionBombError:
+            raise InputError(f"{what} {picture} has too many pixels to open safely") from None
+        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+            raise InputError(f"cannot read {what} {picture}: {e}") from None
+    if a.shape != (size, size):
+        raise InputError(f"{what} is {a.shape[1]}x{a.shape[0]}; the model needs {size}x{size}")
+    return a.astype(np.int64)
+
+
 def input_scribble(image: np.ndarray) -> np.ndarray:
     """The scribble map of any RGB picture (its thin edges, white on black, as HxWx3): the input's own
     layout for a scribble edit of a picture that carries no record."""
@@ -153,6 +188,8 @@ class EditInputs:
     controls: dict[str, Picture] = field(default_factory=dict)  # ControlNet name -> target layout map
     source_controls: dict[str, Picture] = field(default_factory=dict)  # ControlNet name -> the input's map
     record: ToonRecord | None = None  # the input's record; read from a toon PNG when None
+    seg: Picture | None = None  # the edited segmentation map (map-editing methods)
+    source_seg: Picture | None = None  # the input's own map (estimated by the method when None)
 
 
 @dataclass
@@ -199,6 +236,10 @@ class PreparedEdit:
             pictures[f"control:{kind}"] = read_picture(picture, size, f"the {kind} map", notes=notes)
         for kind, picture in inputs.source_controls.items():
             pictures[f"source:{kind}"] = read_picture(picture, size, f"the input's {kind} map", notes=notes)
+        for key, picture, what in (("seg", inputs.seg, "the edited map"), ("source_seg", inputs.source_seg,
+                                                                           "the input's map")):
+            if picture is not None:
+                pictures[key] = read_segmentation(picture, size, what)
         if inputs.mask is not None:
             mask = read_picture(inputs.mask, size, "the mask", mode="L", notes=notes)
             pictures["mask"] = mask > 0 if isinstance(inputs.mask, np.ndarray) else mask > 127  # files: white
@@ -233,8 +274,15 @@ class PreparedEdit:
             if "the input's scribble: its edge map" not in self.picture_notes:
                 self.picture_notes.append("the input's scribble: its edge map (as the scribble ControlNet's "
                                           "training maps are made)")
+        edited_seg, source_seg = self.pictures.get("seg"), self.pictures.get("source_seg")
+        if method is not None and REGISTRY.get(method) and REGISTRY[method].segmentation and edited_seg is None \
+                and self.edited is not None:  # a toon PNG edited by --set: the maps of both records
+            edited_seg = resize_square(render(self.edited, 64).seg, size, nearest=True).astype(np.int64)
+            if source_seg is None:
+                source_seg = resize_square(render(self.record, 64).seg, size, nearest=True).astype(np.int64)
         request = EditRequest(image=self.pictures["image"], target_prompt=self.target, source_prompt=self.source,
-                              mask=self.pictures.get("mask"), controls=controls, source_controls=source_controls)
+                              mask=self.pictures.get("mask"), controls=controls, source_controls=source_controls,
+                              edited_seg=edited_seg, source_seg=source_seg)
         try:
             if method is None:
                 request.validate(size, tuple(backbone.controlnets))
@@ -250,6 +298,8 @@ def prepare_edit(inputs: EditInputs, model: str | None = None) -> PreparedEdit:
     with `model`, its pictures are read and checked at that model's image size too (from its configs)."""
     record = inputs.record if inputs.record is not None else read_record(inputs.image)
     source = inputs.source if inputs.source is not None else (describe(record) if record else None)
+    if source is None and inputs.seg is not None:  # a map edit needs no prompt
+        source = ""
     if source is None:
         raise InputError("give the source prompt (--source), the input's description; it can only be derived "
                          "for toon PNGs")
@@ -268,10 +318,14 @@ def prepare_edit(inputs: EditInputs, model: str | None = None) -> PreparedEdit:
             raise InputError(str(e)) from None
     elif inputs.layout_from_changes:
         raise InputError("--layout goes with --set")
+    if inputs.seg is not None and (inputs.changes or inputs.target is not None or inputs.controls):
+        raise InputError("give the edit either as an edited map (--seg) or with --set / --target / --pose / --scribble")
+    if inputs.source_seg is not None and inputs.seg is None and not inputs.changes:
+        raise InputError("the input's map (--source-seg) goes with an edited map (--seg)")
     target = inputs.target if inputs.target is not None else (
-        describe(edited) if edited is not None else source if inputs.controls else None)
+        describe(edited) if edited is not None else source if inputs.controls or inputs.seg is not None else None)
     if target is None:
-        raise InputError("say what should change: give --target, --pose, --scribble or (toon PNGs) --set")
+        raise InputError("say what should change: give --target, --pose, --scribble, --seg or (toon PNGs) --set")
     prepared = PreparedEdit(inputs, record, edited, source, target)
     if model is not None:
         prepared.read_pictures(image_size_of(model))

@@ -33,10 +33,22 @@ def write_png(path, image: np.ndarray, provenance: dict | None = None) -> None:
     Image.fromarray(np.asarray(image)).save(path, format="PNG", pnginfo=meta)
 
 
+def palette_for(classes: int) -> np.ndarray:
+    """Colours of `classes` class ids: the world's class colours, or fixed distinct ones for more classes."""
+    from ..world import SEG_PALETTE
+
+    if classes <= len(SEG_PALETTE):
+        return SEG_PALETTE
+    return np.random.default_rng(0).integers(0, 256, (classes, 3), dtype=np.uint8)
+
+
 def picture_of(value) -> np.ndarray | None:
-    """uint8 RGB or [0, 1] float/bool HxW arrays as uint8 pictures; None for anything else."""
+    """uint8 RGB pictures as they are, segmentation maps (HxW integer class ids, not uint8) in class colours,
+    [0, 1] float/bool HxW arrays in grey; None for anything else."""
     if isinstance(value, np.ndarray) and value.dtype == np.uint8 and value.ndim == 3 and value.shape[2] == 3:
         return value
+    if isinstance(value, np.ndarray) and value.ndim == 2 and value.dtype.kind in "iu" and value.dtype != np.uint8:
+        return palette_for(int(value.max()) + 1)[value]
     if isinstance(value, np.ndarray) and value.ndim == 2 and value.dtype != np.uint8:
         return (np.clip(value.astype(np.float32), 0, 1) * 255).round().astype(np.uint8)
     return None

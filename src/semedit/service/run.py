@@ -37,6 +37,6 @@ def run_prepared_edit(prepared: PreparedEdit, method: str, config=None, model: s
     """A checked edit (`prepare_edit`) run on the (cached) backbone `model`; the provenance gains the
     prompts, the input and the attribute changes."""
     backbone = get_backbone(model, controlnets)
-    result = run_with_progress(method, backbone, prepared.request(backbone), config, seed, progress, cancel)
+    result = run_with_progress(method, backbone, prepared.request(backbone, method), config, seed, progress, cancel)
     result.provenance.update(prepared.provenance())
     return result
