@@ -89,6 +89,7 @@ def test_an_edit_runs_to_a_result_with_provenance_and_a_download(client):
     ({"method": "sdedit", "source": "x", "target": "y", "mask": "FULL"}, "sdedit takes no mask"),
     ({"method": "sdedit", "source": "x", "target": "y", "image": "BIG"}, f"the model needs {SIZE}x{SIZE}"),
     ({"method": "sdedit", "source": "x", "target": "y", "image": "data:image/png;base64,@@"}, "not a base64"),
+    ({"method": "pixelguide", "source": "x", "target": "y"}, "pixelguide edits by segmentation map"),
 ])
 def test_bad_edits_are_refused_at_once(client, body, message):
     pictures = {"FULL": _png(np.full((SIZE, SIZE), 255, np.uint8)), "BIG": _png(np.zeros((64, 64, 3), np.uint8))}

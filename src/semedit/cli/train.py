@@ -282,7 +282,7 @@ def pixel_classifiers(labelled, heldout, run_dir, out, steps, seed, fresh, famil
     """Train the pixelguide method's pixel classifiers (g_t per guidance timestep, g_multi) on the family's
     frozen U-Net features, from a few labelled renders; prints held-out IoU."""
     from ..methods.pixelguide.train import PIXEL_TRAIN, train_pixel_classifiers
-    from ..models.pixel_classifiers import FOLDER
+    from ..methods.pixelguide.model import FOLDER
     from ..models.toon64 import TOON64_DIR
 
     family = family or TOON64_DIR

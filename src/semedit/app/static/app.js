@@ -90,8 +90,9 @@ function currentMethod() { return state.info.methods.find((m) => m.name === $("m
 
 function showSettings() {
   const method = currentMethod();
-  say("method-about", method.about + (method.mask ? " Takes a painted mask." : "") +
-      (method.layout ? " Takes a pose or scribble." : " Text only."));
+  say("method-about", method.about + (method.segmentation
+    ? " Edits by segmentation map: on a toon, give the changes of face parts (e.g. mouth=open); a painted mask is its ROI."
+    : (method.mask ? " Takes a painted mask." : "") + (method.layout ? " Takes a pose or scribble." : " Text only.")));
   const box = $("settings");
   box.innerHTML = "";
   for (const s of method.settings) {

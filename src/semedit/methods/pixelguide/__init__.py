@@ -28,7 +28,7 @@ from ...engine.counting import phase
 from ...engine.ddim import alphas_cumprod, ddim_invert, ddim_sample, ddpm_sample, make_schedule, q_sample, seeded_noise
 from ...engine.features import decoder_features, features_at, pixel_features
 from ...engine.masks import blend, dilate, resize
-from ...models.pixel_classifiers import FOLDER, PixelClassifiers, load_pixel_classifiers
+from .model import FOLDER, PixelClassifiers, load_pixel_classifiers
 from ..base import EditRequest, EditResult, MethodConfig, provenance, register, setting
 
 PAPER_SIZE = 256  # the paper's images; its pixel counts scale with the image area
@@ -88,11 +88,12 @@ def check_map(seg, size: int, classes: int, what: str) -> np.ndarray:
     return m.astype(np.int64)
 
 
-def unet_features(backbone, classifiers: PixelClassifiers, x: torch.Tensor, t: int, text: torch.Tensor):
-    """The noise prediction of x at t and the decoder blocks' outputs the classifiers read."""
+def unet_features(backbone, classifiers: PixelClassifiers, x: torch.Tensor, t, text: torch.Tensor):
+    """The noise prediction of x at t (one timestep, or one per latent) and the decoder blocks' outputs the
+    classifiers read."""
+    timesteps = torch.as_tensor(t, device=x.device).reshape(-1).expand(x.shape[0])
     with decoder_features(backbone.unet, list(classifiers.config.blocks)) as store:
-        eps = backbone.unet(x, torch.full((x.shape[0],), int(t), device=x.device),
-                            encoder_hidden_states=text.expand(x.shape[0], -1, -1)).sample
+        eps = backbone.unet(x, timesteps, encoder_hidden_states=text.expand(x.shape[0], -1, -1)).sample
     return eps, dict(store)
 
 
@@ -106,11 +107,8 @@ def estimate_segmentation(backbone, classifiers: PixelClassifiers, z0: torch.Ten
     x = torch.cat([q_sample(z0, noise, ac[t]) for t in ts])
     text = encode_text(backbone, [classifiers.config.prompt])
     size = (backbone.image_size,) * 2
-    feats = []
-    for i, t in enumerate(ts):  # one U-Net call per timestep: each has its own t
-        _, store = unet_features(backbone, classifiers, x[i:i + 1], t, text)
-        feats.append(pixel_features(store, size))
-    f = torch.cat(feats, dim=1)[0].flatten(1).T  # H*W x D
+    _, store = unet_features(backbone, classifiers, x, ts, text)
+    f = torch.cat(list(pixel_features(store, size)), dim=0).flatten(1).T  # H*W x (timesteps * D), t-major
     return classifiers.g_multi(f).argmax(-1).view(size).cpu().numpy()
 
 

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from ...engine.ddim import alphas_cumprod, make_schedule
 from ...engine.features import decoder_features, features_at, pixel_features
-from ...models.pixel_classifiers import PixelClassifiers
+from .model import PixelClassifiers
 from ...models.text import encode_prompts
 from ...training.loop import TrainConfig, TrainRun
 from ...world import SEG_CLASSES, render, sample_record
@@ -42,6 +42,9 @@ class PixelSetup:
     ensemble: int = 1  # supp. A.1: a single network each
     hidden: tuple[int, ...] = (128, 32)  # DatasetDDPM's widths for fewer than 30 classes
     pixels_per_image: int = 2048  # pixels each classifier sees of each image in a step
+    # pixels drawn uniformly (0, as DatasetDDPM) or with probability (pixels of their class in the image) ** -balance,
+    # so that small parts (glasses, mouth, brows: a few pixels at 64x64) are seen more often
+    balance: float = 0.0
 
 
 def labelled_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -134,6 +137,18 @@ def evaluate(model: PixelClassifiers, reader: FeatureReader, latents: torch.Tens
             "g_t_per_class": {int(t): _iou(c)["per_class"] for t, c in conf_t.items()}}
 
 
+def sample_pixels(segs: torch.Tensor, n: int, balance: float, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """n pixel positions (rows, cols: B x n) of each map in segs (B x H x W): uniform, or each pixel weighted by
+    its class's pixel count in its map to the power -balance."""
+    b, h, w = segs.shape
+    if balance == 0:
+        return torch.randint(h, (b, n), generator=g), torch.randint(w, (b, n), generator=g)
+    flat = segs.flatten(1)
+    counts = torch.stack([torch.bincount(f, minlength=int(segs.max()) + 1)[f] for f in flat]).double()
+    idx = torch.multinomial(counts ** -balance, n, replacement=True, generator=g)
+    return idx // w, idx % w
+
+
 def train_pixel_classifiers(family_dir: str | Path, run_dir: str | Path, out_dir: str | Path | None,
                             labelled: int = 30, heldout: int = 100, cfg: TrainConfig = PIXEL_TRAIN,
                             setup: PixelSetup = PixelSetup(), resume: bool = True) -> dict:
@@ -157,7 +172,7 @@ def train_pixel_classifiers(family_dir: str | Path, run_dir: str | Path, out_dir
     def loss_fn(step, g):
         idx = torch.randint(len(latents), (cfg.batch_size,), generator=g)
         z = latents[idx]
-        rows, cols = (torch.randint(size, (len(idx), p), generator=g) for _ in range(2))
+        rows, cols = sample_pixels(segs_t[idx], p, setup.balance, g)
         labels = segs_t[idx[:, None], rows, cols].flatten()
         noise_t, noise_multi = (torch.randn(z.shape, generator=g) for _ in range(2))
         f_t = reader.at(z, timesteps, noise_t, rows, cols)  # K x B x P x D
