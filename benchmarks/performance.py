@@ -5,7 +5,8 @@ StableDiffusionDiffEditPipeline on the same model and settings, as a ratio measu
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/performance.py [--model toon-64] [--repeats 5]
 
 ITO (its paper's defaults) is timed too: its latent updates and guidance image are engine work
-around the U-Net.
+around the U-Net; and pixelguide (its paper's defaults, a small map edit: the mouth), whose guided steps
+each run the U-Net backwards too.
 
 Both DiffEdit runs use diffusers' conventions (eps at the next timestep in inversion, blending with
 the previous level) so they do the same work: 10 mask samples x 3 branches, inversion at
@@ -22,7 +23,7 @@ import time
 import torch
 from PIL import Image
 
-from semedit.eval.bench import make_task
+from semedit.eval.bench import make_task, task_request
 from semedit.methods import EditRequest, make_config, run_edit
 from semedit.models.backbone import load_backbone
 from semedit.world import resize_square
@@ -90,6 +91,8 @@ def main():
             "diffedit", steps=args.steps, inversion_eps_timestep="next", blend_with="previous"), seed=0),
         "diffusers StableDiffusionDiffEditPipeline": diffusers_diffedit(bb, request, args.steps, seed=0),
         "semedit ito (paper defaults, 25 steps)": lambda: run_edit("ito", bb, request, make_config("ito"), seed=0),
+        "semedit pixelguide (paper defaults, a mouth map edit)": lambda: run_edit(
+            "pixelguide", bb, task_request(make_task("map-mouth", 0), size, "pixelguide"), seed=0),
     }
     rows = {}
     with torch.no_grad():

@@ -4,7 +4,7 @@ paper's 5,000 pixels at 256x256, scaled to 312 at 64x64). For each setting and g
 segmentation accuracy inside the ROI m of the result (mean ± standard error), the MAE outside m, and, as
 Fig. 7 plots it, g_t's accuracy on the ROI at every guided step against the step's signal-to-noise ratio.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pixelguide_sensitivity.py --n 6 --seed 1 --out docs/images/pixelguide
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pixelguide_sensitivity.py --per-group 12 --seed 1 --out docs/images/pixelguide
 
 Writes sensitivity.json, sensitivity.md and sensitivity.png (needs matplotlib: pip install -e '.[bench]').
 """
@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from semedit.eval.bench import KIND_GROUPS, make_tasks, roi_of, task_request
+from semedit.eval.bench import KIND_GROUPS, make_task, roi_of, task_request
 from semedit.eval.metrics import mae
 from semedit.methods import make_config, run_edit
 from semedit.methods.pixelguide import LARGE_ROI_PIXELS, PAPER_SIZE
@@ -33,15 +33,32 @@ def mean_se(values) -> tuple[float, float]:
     return float(v.mean()), float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
 
 
+def tasks_by_roi_size(per_group: int, threshold: int, seed: int):
+    """The first `per_group` map tasks (kinds in turn, indices 0, 1, ...) whose changed pixels are at most
+    `threshold`, and the first `per_group` above it."""
+    groups = {"small": [], "large": []}
+    for index in range(200):
+        for kind in KIND_GROUPS["map"]:
+            task = make_task(kind, index, seed)
+            changed = int((task.edit.source_render.seg != task.edit.target_render.seg).sum())
+            group = groups["large" if changed > threshold else "small"]
+            if len(group) < per_group:
+                group.append(task)
+        if all(len(g) == per_group for g in groups.values()):
+            return groups["small"] + groups["large"]
+    raise RuntimeError("not enough map tasks with a large ROI")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--n", type=int, default=6, help="tasks per map kind")
+    ap.add_argument("--per-group", type=int, default=12, help="tasks with a small and with a large ROI each, drawn "
+                                                               "from the map kinds in turn")
     ap.add_argument("--seed", type=int, default=1, help="task seed (the benchmark's is 0)")
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     backbone, judge = load_backbone(), load_evaluator()
-    tasks = make_tasks(KIND_GROUPS["map"], args.n, args.seed)
     threshold = round(LARGE_ROI_PIXELS * (64 / PAPER_SIZE) ** 2)
+    tasks = tasks_by_roi_size(args.per_group, threshold, args.seed)
     rows, t_start = [], time.perf_counter()
     for t0 in T0S:
         for s in SCALES:
@@ -60,7 +77,7 @@ def main():
                              "trace": trace.tolist()})
             print(f"t0={t0} s={s:g}: {len(tasks)} edits, {time.perf_counter() - t_start:.0f} s", flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "sensitivity.json").write_text(json.dumps({"n_per_kind": args.n, "seed": args.seed,
+    (args.out / "sensitivity.json").write_text(json.dumps({"per_group": args.per_group, "seed": args.seed,
                                                            "threshold": threshold, "rows": rows}, indent=1))
     lines = ["| group | t0 | s | n | seg acc in m (evaluator) | MAE out m |", "|---|---|---|---|---|---|"]
     for group in ("small", "large"):
@@ -101,7 +118,7 @@ def plot(rows, scheduler_config, path):
                 ax.plot(ac[ts] / (1 - ac[ts]), acc, style, color=colour, label=f"t0={t0}, s={s:g}")
         ax.set_xscale("log")
         ax.set_xlabel("SNR of the step (alpha-bar / (1 - alpha-bar))")
-        ax.set_title(f"{group} ROI (n={len([r for r in rows if r['group'] == group]) // (len(T0S) * len(SCALES))})")
+        ax.set_title(f"{group} ROI (n={len([r for r in rows if r['group'] == group]) // (len(T0S) * len(SCALES))} edits)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("g_t accuracy on the ROI (edited classes)")
     axes[1].legend(fontsize=7, ncol=3)

@@ -2,7 +2,8 @@
 its tasks and per task kind; with `--ceiling`, the evaluator's own segmentation accuracy on the ground-truth
 edits inside each map task's ROI m (what a perfect edit would score).
 
-    .venv/bin/python benchmarks/run_rates.py runs/bench_map10 --metrics edit_success,roi_segmentation_accuracy --ceiling
+    .venv/bin/python benchmarks/run_rates.py runs/bench_map10 --metrics edit_success,roi_segmentation_accuracy --ceiling \
+        --paired pixelguide
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ def main():
     ap.add_argument("run", type=Path)
     ap.add_argument("--metrics", default="edit_success,roi_segmentation_accuracy,preservation_mae")
     ap.add_argument("--ceiling", action="store_true")
+    ap.add_argument("--paired", default=None, metavar="METHOD",
+                    help="also METHOD minus each other method, task by task (mean ± standard error of the differences)")
     args = ap.parse_args()
     report = json.loads((args.run / "results.json").read_text())
     rows = [r for r in report["tasks"] if "skipped" not in r]
@@ -41,6 +44,14 @@ def main():
             if sel:
                 cells = " | ".join(mean_se([r.get(k, np.nan) for r in sel]) for k in metrics)
                 print(f"| {m} | {kind} | {len(sel)} | {cells} |")
+    if args.paired:
+        by = {(r["method"], r["kind"], r["index"]): r for r in rows}
+        print(f"\n| {args.paired} minus | n | " + " | ".join(metrics) + " |\n|---|---|" + "---|" * len(metrics))
+        for m in (m for m in report["methods"] if m != args.paired):
+            keys = [k[1:] for k in by if k[0] == args.paired and (m, *k[1:]) in by]
+            cells = " | ".join(mean_se([by[(args.paired, *k)].get(x, np.nan) - by[(m, *k)].get(x, np.nan) for k in keys])
+                               for x in metrics)
+            print(f"| {m} | {len(keys)} | {cells} |")
     if args.ceiling:
         from semedit.eval.bench import TASK_KINDS, make_tasks, roi_of
         from semedit.models.backbone import load_evaluator

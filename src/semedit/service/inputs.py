@@ -83,65 +83,62 @@ def _decoded(img, mode: str, what: str, notes: list[str]) -> np.ndarray:
     return np.asarray(img.convert(mode))
 
 
-def read_picture(picture: Picture, size: int, what: str, mode: str = "RGB",
-                 notes: list[str] | None = None) -> np.ndarray:
-    """A picture as a uint8 array of the model's size (RGB: HxWx3; "L": HxW), or an `InputError`. A file's
-    size is checked from its header, before its pixels are decoded; conversions are added to `notes`."""
+def _open_file(picture, size: int, what: str, decode) -> np.ndarray:
+    """decode(the opened image) of a picture file whose header says it is size x size, or an `InputError`."""
     from PIL import Image, UnidentifiedImageError
 
-    if isinstance(picture, np.ndarray):
-        a = picture
-    else:
-        try:
-            with Image.open(picture) as img:
-                if img.size != (size, size):
-                    raise InputError(f"{what} is {img.width}x{img.height}; the model needs {size}x{size}")
-                a = _decoded(img, mode, what, [] if notes is None else notes)
-        except InputError:
-            raise
-        except Image.DecompressionBombError:
-            raise InputError(f"{what} {picture} has too many pixels to open safely; the model needs "
-                             f"{size}x{size}") from None
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-            raise InputError(f"cannot read {what} {picture}: {e}") from None
+    try:
+        with Image.open(picture) as img:
+            if img.size != (size, size):
+                raise InputError(f"{what} is {img.width}x{img.height}; the model needs {size}x{size}")
+            return decode(img)
+    except InputError:
+        raise
+    except Image.DecompressionBombError:
+        raise InputError(f"{what} {picture} has too many pixels to open safely; the model needs "
+                         f"{size}x{size}") from None
+    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
+        raise InputError(f"cannot read {what} {picture}: {e}") from None
+
+
+def _checked_size(a: np.ndarray, size: int, what: str) -> np.ndarray:
     if a.shape[:2] != (size, size):
         raise InputError(f"{what} is {a.shape[1]}x{a.shape[0]}; the model needs {size}x{size}")
     return a
 
 
+def read_picture(picture: Picture, size: int, what: str, mode: str = "RGB",
+                 notes: list[str] | None = None) -> np.ndarray:
+    """A picture as a uint8 array of the model's size (RGB: HxWx3; "L": HxW), or an `InputError`. A file's
+    size is checked from its header, before its pixels are decoded; conversions are added to `notes`."""
+    if isinstance(picture, np.ndarray):
+        return _checked_size(picture, size, what)
+    return _checked_size(_open_file(picture, size, what, lambda img: _decoded(img, mode, what,
+                                                                               [] if notes is None else notes)),
+                         size, what)
+
+
+def _class_ids(img, what: str) -> np.ndarray:
+    """A palette or greyscale image's values, or an RGB image's pixels matched to the world's class colours."""
+    if img.mode in ("P", "L"):
+        return np.asarray(img)
+    weights = np.array([65536, 256, 1])
+    match = (np.asarray(img.convert("RGB")).astype(np.int64) @ weights)[..., None] \
+        == SEG_PALETTE.astype(np.int64) @ weights  # H x W x classes
+    if not match.any(-1).all():
+        raise InputError(f"{what} has {int((~match.any(-1)).sum())} pixels in colours that are no class's; paint "
+                         "with the class colours, or give a palette PNG of class ids")
+    return match.argmax(-1)
+
+
 def read_segmentation(picture: Picture, size: int, what: str) -> np.ndarray:
     """A segmentation map as HxW class ids: an integer array; a palette or greyscale PNG (its indices or
     values are the ids, as `semedit segment` writes them); an RGB PNG in the world's class colours."""
-    from PIL import Image, UnidentifiedImageError
-
     if isinstance(picture, np.ndarray):
         if not np.issubdtype(picture.dtype, np.integer) or picture.ndim != 2:
             raise InputError(f"{what} must be an HxW array of integer class ids, got {picture.dtype} {picture.shape}")
-        a = picture
-    else:
-        try:
-            with Image.open(picture) as img:
-                if img.size != (size, size):
-                    raise InputError(f"{what} is {img.width}x{img.height}; the model needs {size}x{size}")
-                if img.mode in ("P", "L"):
-                    a = np.asarray(img)
-                else:
-                    weights = np.array([65536, 256, 1])
-                    match = (np.asarray(img.convert("RGB")).astype(np.int64) @ weights)[..., None] \
-                        == SEG_PALETTE.astype(np.int64) @ weights  # H x W x classes
-                    if not match.any(-1).all():
-                        raise InputError(f"{what} has {int((~match.any(-1)).sum())} pixels in colours that are no "
-                                         "class's; paint with the class colours, or give a palette PNG of class ids")
-                    a = match.argmax(-1)
-        except InputError:
-            raise
-        except Image.DecompressionBombError:
-            raise InputError(f"{what} {picture} has too many pixels to open safely") from None
-        except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as e:
-            raise InputError(f"cannot read {what} {picture}: {e}") from None
-    if a.shape != (size, size):
-        raise InputError(f"{what} is {a.shape[1]}x{a.shape[0]}; the model needs {size}x{size}")
-    return a.astype(np.int64)
+        return _checked_size(picture, size, what).astype(np.int64)
+    return _open_file(picture, size, what, lambda img: _class_ids(img, what)).astype(np.int64)
 
 
 def input_scribble(image: np.ndarray) -> np.ndarray:
