@@ -214,3 +214,26 @@ def test_toon_pngs_are_edited_by_set_with_their_records_maps(tmp_path):
     r = _cli("edit", "pixelguide", tmp_path / "toon.png", "--set", "glasses=round", "--seg", tmp_path / "out.png",
              "-o", tmp_path / "o3.png")
     assert r.exit_code == 1 and "either as an edited map" in r.output
+
+
+def test_the_app_edits_a_toon_by_map(tmp_path):
+    """The web app runs pixelguide on a toon with attribute changes and shows its maps."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from semedit.app.server import create_app
+
+    client = TestClient(create_app("toon-64", tmp_path / "data"))
+    toon = client.post("/api/toon", json={"seed": 4, "changes": {"mouth": "closed"}}).json()
+    started = client.post("/api/edit", json={"method": "pixelguide", "image": toon["image"],
+                                             "changes": {"mouth": "open"}})
+    assert started.status_code == 200, started.text
+    for _ in range(600):
+        state = client.get(f"/api/jobs/{started.json()['job']}").json()
+        if state["state"] in ("done", "failed"):
+            break
+        time.sleep(0.05)
+    assert state["state"] == "done", state
+    assert {"source_map", "edited_map", "roi", "result_map"} <= set(state["result"]["pictures"])
+    assert state["result"]["provenance"]["source_map"] == "given"

@@ -113,9 +113,7 @@ def read_picture(picture: Picture, size: int, what: str, mode: str = "RGB",
     size is checked from its header, before its pixels are decoded; conversions are added to `notes`."""
     if isinstance(picture, np.ndarray):
         return _checked_size(picture, size, what)
-    return _checked_size(_open_file(picture, size, what, lambda img: _decoded(img, mode, what,
-                                                                               [] if notes is None else notes)),
-                         size, what)
+    return _open_file(picture, size, what, lambda img: _decoded(img, mode, what, [] if notes is None else notes))
 
 
 def _class_ids(img, what: str) -> np.ndarray:
