@@ -4,7 +4,8 @@ paper's 5,000 pixels at 256x256, scaled to 312 at 64x64). For each setting and g
 segmentation accuracy inside the ROI m of the result (mean ± standard error), the MAE outside m, and, as
 Fig. 7 plots it, g_t's accuracy on the ROI at every guided step against the step's signal-to-noise ratio.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pixelguide_sensitivity.py --per-group 12 --seed 1 --out docs/images/pixelguide
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/pixelguide_sensitivity.py --per-group 12 --seed 1 \
+        --out docs/images/pixelguide
 
 Writes sensitivity.json, sensitivity.md and sensitivity.png (needs matplotlib: pip install -e '.[bench]').
 """
@@ -118,7 +119,8 @@ def plot(rows, scheduler_config, path):
                 ax.plot(ac[ts] / (1 - ac[ts]), acc, style, color=colour, label=f"t0={t0}, s={s:g}")
         ax.set_xscale("log")
         ax.set_xlabel("SNR of the step (alpha-bar / (1 - alpha-bar))")
-        ax.set_title(f"{group} ROI (n={len([r for r in rows if r['group'] == group]) // (len(T0S) * len(SCALES))} edits)")
+        edits = len([r for r in rows if r["group"] == group]) // (len(T0S) * len(SCALES))
+        ax.set_title(f"{group} ROI (n={edits} edits)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("g_t accuracy on the ROI (edited classes)")
     axes[1].legend(fontsize=7, ncol=3)

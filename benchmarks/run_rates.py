@@ -1,8 +1,9 @@
-"""Mean ± standard error (over tasks) of chosen metrics of a finished `semedit bench` run, per method, over all
-its tasks and per task kind; with `--ceiling`, the evaluator's own segmentation accuracy on the ground-truth
-edits inside each map task's ROI m (what a perfect edit would score).
+"""Mean ± standard error (over tasks) of chosen metrics of a finished `semedit bench` run, per method, over
+all its tasks and per task kind; with `--ceiling`, the evaluator's own segmentation accuracy on the
+ground-truth edits inside each map task's ROI m (what a perfect edit would score).
 
-    .venv/bin/python benchmarks/run_rates.py runs/bench_map10 --metrics edit_success,roi_segmentation_accuracy --ceiling \
+    .venv/bin/python benchmarks/run_rates.py runs/bench_map10 \
+        --metrics edit_success,roi_segmentation_accuracy --ceiling \
         --paired pixelguide
 """
 
@@ -49,8 +50,8 @@ def main():
         print(f"\n| {args.paired} minus | n | " + " | ".join(metrics) + " |\n|---|---|" + "---|" * len(metrics))
         for m in (m for m in report["methods"] if m != args.paired):
             keys = [k[1:] for k in by if k[0] == args.paired and (m, *k[1:]) in by]
-            cells = " | ".join(mean_se([by[(args.paired, *k)].get(x, np.nan) - by[(m, *k)].get(x, np.nan) for k in keys])
-                               for x in metrics)
+            cells = " | ".join(mean_se([by[(args.paired, *k)].get(x, np.nan) - by[(m, *k)].get(x, np.nan)
+                                        for k in keys]) for x in metrics)
             print(f"| {m} | {len(keys)} | {cells} |")
     if args.ceiling:
         from semedit.eval.bench import TASK_KINDS, make_tasks, roi_of

@@ -2,7 +2,8 @@
 edited map, the ROI, the result, the result's map by g_multi, the ground truth, the baselines of the same
 task as `semedit bench` ran them) and an interpolation (§4.3, Fig. 6).
 
-    OMP_NUM_THREADS=2 .venv/bin/python scripts/pixelguide_figures.py --bench runs/bench_map20 --out docs/images/pixelguide
+    OMP_NUM_THREADS=2 .venv/bin/python scripts/pixelguide_figures.py --bench runs/bench_map10 \
+        --out docs/images/pixelguide
 """
 
 from __future__ import annotations

@@ -27,6 +27,15 @@ def decoder_features(unet, blocks: list[int]):
             h.remove()
 
 
+def noise_and_features(unet, blocks: list[int], x: torch.Tensor, t, text: torch.Tensor):
+    """The U-Net's noise prediction for x at t (one timestep, or one per latent) under the text embeddings
+    (1, L, D), and the outputs of its decoder blocks `blocks` ({i: tensor}, autograd graph kept)."""
+    timesteps = torch.as_tensor(t, device=x.device).reshape(-1).expand(x.shape[0])
+    with decoder_features(unet, blocks) as store:
+        eps = unet(x, timesteps, encoder_hidden_states=text.expand(x.shape[0], -1, -1)).sample
+    return eps, dict(store)
+
+
 def pixel_features(store: dict[int, torch.Tensor], size: tuple[int, int]) -> torch.Tensor:
     """Concatenate stored block outputs, bilinearly upsampled to `size`: (B, sum C_i, H, W)."""
     if not store:

@@ -294,8 +294,9 @@ def score(rows: list[dict], tasks: list[BenchTask], evaluator, clip=None, clip_p
 
 PAPER_NET_METRICS = ("lpips_source", "lpips_gt", "arcface_identity")  # only with the user's networks
 METRICS = ("preservation_mae", "preservation_psnr", "preservation_ssim", "edit_success",
-           "segmentation_accuracy_in_region", "roi_mae", "roi_psnr", "roi_segmentation_accuracy", "gt_mae", "gt_ssim", "identity_agreement", "clip_score",
-           "clip_directional", *PAPER_NET_METRICS, "unet_evaluations", "seconds", "peak_memory_mib")
+           "segmentation_accuracy_in_region", "roi_mae", "roi_psnr", "roi_segmentation_accuracy", "gt_mae", "gt_ssim",
+           "identity_agreement", "clip_score", "clip_directional", *PAPER_NET_METRICS, "unet_evaluations", "seconds",
+           "peak_memory_mib")
 
 
 def summarise(rows: list[dict]) -> dict:
@@ -367,8 +368,8 @@ def markdown_table(summary: dict, frechet: dict, kinds, fid: dict | None = None,
     if too_few:
         lines.append(f"\n_No Fréchet distance for {', '.join(too_few)}: fewer than 2 images._")
     if "roi_psnr" in computed:
-        lines.append(f"\n_m: the ROI of a map task (the pixels whose class changes, dilated by {ROI_DILATION} px); PSNR "
-                     f"out m is capped at {PSNR_CAP:.0f} dB (pixels kept exactly)._")
+        lines.append(f"\n_m: the ROI of a map task (the pixels whose class changes, dilated by {ROI_DILATION} px); "
+                     f"PSNR out m is capped at {PSNR_CAP:.0f} dB (pixels kept exactly)._")
     if fid:
         lines += [f"\n**FID (Inception pool3) vs {REFERENCE_SIZE:,} real renders** (lower is better; "
                   "tens of samples make it biased upwards: compare methods, not papers)\n",

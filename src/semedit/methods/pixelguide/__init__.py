@@ -26,10 +26,10 @@ import torch.nn.functional as F
 from ...engine.conditioning import decode_latents, encode_image, encode_text
 from ...engine.counting import phase
 from ...engine.ddim import alphas_cumprod, ddim_invert, ddim_sample, ddpm_sample, make_schedule, q_sample, seeded_noise
-from ...engine.features import decoder_features, features_at, pixel_features
+from ...engine.features import features_at, noise_and_features, pixel_features
 from ...engine.masks import blend, dilate, resize
-from .model import FOLDER, PixelClassifiers, load_pixel_classifiers
 from ..base import EditRequest, EditResult, MethodConfig, provenance, register, setting
+from .model import FOLDER, PixelClassifiers, load_pixel_classifiers
 
 PAPER_SIZE = 256  # the paper's images; its pixel counts scale with the image area
 LARGE_ROI_PIXELS = 5000  # §4.4 / supp. B.6: above this many ROI pixels (at 256x256) the edit is "large"
@@ -51,7 +51,7 @@ class PixelGuideConfig(MethodConfig):
     dilation: int | None = setting(None, "pixels the ROI grows by; none: the paper's 3 at 256x256 scaled to the "
                                          "image size (at least 1)", lo=0, hi=64)
     keep_outside: bool = setting(True, "keep the input's pixels outside the ROI in the decoded picture (a latent "
-                                       "model's decoder blurs across the ROI border otherwise)")
+                                       "model's decoder redraws every pixel otherwise)")
     interpolation_frames: int = setting(0, "also interpolate between the input and the edit at t0 in this many "
                                            "frames (§4.3, Fig. 6)", lo=0, hi=64)
     classifiers: str | None = setting(None, "folder of the pixel classifiers; none: the model family's "
@@ -88,15 +88,6 @@ def check_map(seg, size: int, classes: int, what: str) -> np.ndarray:
     return m.astype(np.int64)
 
 
-def unet_features(backbone, classifiers: PixelClassifiers, x: torch.Tensor, t, text: torch.Tensor):
-    """The noise prediction of x at t (one timestep, or one per latent) and the decoder blocks' outputs the
-    classifiers read."""
-    timesteps = torch.as_tensor(t, device=x.device).reshape(-1).expand(x.shape[0])
-    with decoder_features(backbone.unet, list(classifiers.config.blocks)) as store:
-        eps = backbone.unet(x, timesteps, encoder_hidden_states=text.expand(x.shape[0], -1, -1)).sample
-    return eps, dict(store)
-
-
 @torch.no_grad()
 def estimate_segmentation(backbone, classifiers: PixelClassifiers, z0: torch.Tensor, seed: int = 0) -> np.ndarray:
     """The segmentation map (HxW class ids) of a latent by g_multi: the image noised to each of the
@@ -107,7 +98,7 @@ def estimate_segmentation(backbone, classifiers: PixelClassifiers, z0: torch.Ten
     x = torch.cat([q_sample(z0, noise, ac[t]) for t in ts])
     text = encode_text(backbone, [classifiers.config.prompt])
     size = (backbone.image_size,) * 2
-    _, store = unet_features(backbone, classifiers, x, ts, text)
+    _, store = noise_and_features(backbone.unet, list(classifiers.config.blocks), x, ts, text)
     f = torch.cat(list(pixel_features(store, size)), dim=0).flatten(1).T  # H*W x (timesteps * D), t-major
     return classifiers.g_multi(f).argmax(-1).view(size).cpu().numpy()
 
@@ -137,7 +128,7 @@ def guidance_by_classifiers(backbone, classifiers, text, target: torch.Tensor, r
     def guidance(x, t):
         with torch.enable_grad():
             x = x.detach().requires_grad_(True)
-            eps, store = unet_features(backbone, classifiers, x, t, text)
+            eps, store = noise_and_features(backbone.unet, list(classifiers.config.blocks), x, t, text)
             logits = classifiers.g_t(t, features_at(store, size, rows, cols)[0])
             loss = F.cross_entropy(logits, target)
             grad, = torch.autograd.grad(loss, x)

@@ -21,11 +21,11 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from ...engine.ddim import alphas_cumprod, make_schedule
-from ...engine.features import decoder_features, features_at, pixel_features
-from .model import PixelClassifiers
+from ...engine.features import features_at, noise_and_features, pixel_features
 from ...models.text import encode_prompts
 from ...training.loop import TrainConfig, TrainRun
 from ...world import SEG_CLASSES, render, sample_record
+from .model import PixelClassifiers
 
 PIXEL_TRAIN = TrainConfig(steps=600, batch_size=1, lr=1e-3, min_lr_ratio=1.0, warmup=0, grad_clip=0.0,
                           checkpoint_every=100, log_every=20, seed=0)
@@ -78,8 +78,7 @@ class FeatureReader:
         ts = torch.tensor(list(timesteps)).repeat_interleave(z0.shape[0])
         a = self.alphas[ts].to(z0.dtype).view(-1, 1, 1, 1)
         x = a.sqrt() * z0.repeat(k, 1, 1, 1) + (1 - a).sqrt() * noise.repeat(k, 1, 1, 1)  # Eq. 6
-        with decoder_features(self.unet, self.blocks) as store:
-            self.unet(x, ts.to(x.device), encoder_hidden_states=self.text.expand(len(x), -1, -1))
+        _, store = noise_and_features(self.unet, self.blocks, x, ts, self.text)
         size = (self.size, self.size)
         if rows is None:
             f = pixel_features(store, size).flatten(2).transpose(1, 2)
@@ -166,7 +165,7 @@ def train_pixel_classifiers(family_dir: str | Path, run_dir: str | Path, out_dir
                              prompt="", image_size=backbone.image_size)
     model.apply(_init)
     run = TrainRun(run_dir, cfg, model, "pixel classifiers", resume=resume)
-    size, p = backbone.image_size, setup.pixels_per_image
+    p = setup.pixels_per_image
     segs_t = torch.from_numpy(segs)
 
     def loss_fn(step, g):
