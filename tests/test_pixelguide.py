@@ -237,3 +237,24 @@ def test_the_app_edits_a_toon_by_map(tmp_path):
     assert state["state"] == "done", state
     assert {"source_map", "edited_map", "roi", "result_map"} <= set(state["result"]["pictures"])
     assert state["result"]["provenance"]["source_map"] == "given"
+
+
+def test_classifiers_train_and_guide_on_a_stable_diffusion_folder(tiny_folder, tmp_path):
+    """The path for real weights: classifiers trained on another diffusers SD folder (renders resized to its
+    16x16 images) and pixelguide run on it, with them given by folder."""
+    from semedit.models.backbone import load_backbone
+
+    setup = dataclasses.replace(TINY_SETUP, blocks=(0, 1))
+    train_pixel_classifiers(tiny_folder, tmp_path / "run", tmp_path / "out", labelled=2, heldout=2, cfg=TINY_TRAIN,
+                            setup=setup, resume=False)
+    backbone = load_backbone(str(tiny_folder))
+    seg = np.zeros((16, 16), np.int64)
+    edited = seg.copy()
+    edited[6:10, 6:10] = 5
+    image = np.full((16, 16, 3), 128, np.uint8)
+    request = EditRequest(image=image, target_prompt="", edited_seg=edited, source_seg=seg)
+    result = run_edit("pixelguide", backbone, request, make_config("pixelguide", classifiers=str(tmp_path / "out")))
+    roi = result.mask > 0
+    assert result.image.shape == (16, 16, 3) and np.array_equal(result.image[~roi], image[~roi])
+    with pytest.raises(ValueError, match="no pixel classifiers"):
+        run_edit("pixelguide", backbone, request)  # the folder has none of its own

@@ -24,7 +24,7 @@ from ...engine.ddim import alphas_cumprod, make_schedule
 from ...engine.features import features_at, noise_and_features, pixel_features
 from ...models.text import encode_prompts
 from ...training.loop import TrainConfig, TrainRun
-from ...world import SEG_CLASSES, render, sample_record
+from ...world import SEG_CLASSES, render, resize_square, sample_record
 from .model import PixelClassifiers
 
 PIXEL_TRAIN = TrainConfig(steps=600, batch_size=1, lr=1e-3, min_lr_ratio=1.0, warmup=0, grad_clip=0.0,
@@ -47,10 +47,11 @@ class PixelSetup:
     balance: float = 0.0
 
 
-def labelled_images(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """n world renders and their true segmentation maps (N x 64 x 64 x 3, N x 64 x 64)."""
+def labelled_images(n: int, seed: int, size: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """n world renders and their true segmentation maps at the model's image size (N x S x S x 3, N x S x S)."""
     renders = [render(sample_record(seed + i)) for i in range(n)]
-    return np.stack([r.image for r in renders]), np.stack([r.seg for r in renders]).astype(np.int64)
+    return (np.stack([resize_square(r.image, size) for r in renders]),
+            np.stack([resize_square(r.seg, size, nearest=True) for r in renders]).astype(np.int64))
 
 
 def guidance_timesteps(scheduler_config: dict, setup: PixelSetup) -> tuple[int, ...]:
@@ -155,7 +156,7 @@ def train_pixel_classifiers(family_dir: str | Path, run_dir: str | Path, out_dir
     the classifiers (fp16 safetensors) to `out_dir` (None: report only)."""
     run_dir = Path(run_dir)
     reader, backbone = _reader(Path(family_dir), setup, "cpu")
-    images, segs = labelled_images(labelled, LABELLED_SEED + 1000 * cfg.seed)
+    images, segs = labelled_images(labelled, LABELLED_SEED + 1000 * cfg.seed, backbone.image_size)
     latents = _latents(backbone, images)
     timesteps = guidance_timesteps(backbone.scheduler_config, setup)
     feature_dim = sum(backbone.unet.up_blocks[i].resnets[-1].out_channels for i in setup.blocks)
@@ -186,7 +187,7 @@ def train_pixel_classifiers(family_dir: str | Path, run_dir: str | Path, out_dir
     run.run(loss_fn)
     seconds = time.perf_counter() - t0
     model = run.final_module().float().eval()
-    held_images, held_segs = labelled_images(heldout, HELDOUT_SEED)
+    held_images, held_segs = labelled_images(heldout, HELDOUT_SEED, backbone.image_size)
     report = {"labelled": labelled, "heldout": heldout, "steps": run.step, "seed": cfg.seed,
               "train_seconds_this_run": round(seconds, 1), "setup": setup.__dict__,
               "params": sum(q.numel() for q in model.parameters()),
