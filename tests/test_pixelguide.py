@@ -192,7 +192,7 @@ def test_segment_writes_a_palette_map_that_the_edit_reads_back(tmp_path):
     assert r.exit_code == 0, r.output
     sidecar = json.loads((tmp_path / "out.json").read_text())
     assert sidecar["source_map"] == "given" and sidecar["changed_pixels"] == int((edited != seg).sum())
-    for name in ("source_map", "edited_map", "roi", "result_map"):
+    for name in ("source_map", "edited_map", "mask", "result_map"):
         assert (tmp_path / f"out.{name}.png").exists()
     stray = SEG_PALETTE[edited].copy()
     stray[0, 0] = (1, 2, 3)
@@ -235,7 +235,7 @@ def test_the_app_edits_a_toon_by_map(tmp_path):
             break
         time.sleep(0.05)
     assert state["state"] == "done", state
-    assert {"source_map", "edited_map", "roi", "result_map"} <= set(state["result"]["pictures"])
+    assert {"source_map", "edited_map", "mask", "result_map"} <= set(state["result"]["pictures"])
     assert state["result"]["provenance"]["source_map"] == "given"
 
 

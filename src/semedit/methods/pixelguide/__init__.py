@@ -190,9 +190,8 @@ def pixelguide(backbone, request: EditRequest, config: PixelGuideConfig = PixelG
     with torch.no_grad():
         decoded = decode_latents(backbone, z)[0]
     image = np.where(roi[..., None], decoded, request.image) if config.keep_outside else decoded
-    intermediates = {"source_map": source, "edited_map": edited, "roi": roi.astype(np.float32),
-                     "decoded": decoded, "latents": z, "inverted_latents": x_t0,
-                     "guidance_accuracy": torch.tensor(trace, dtype=torch.float64)}
+    intermediates = {"source_map": source, "edited_map": edited, "decoded": decoded, "latents": z,
+                     "inverted_latents": x_t0, "guidance_accuracy": torch.tensor(trace, dtype=torch.float64)}
     with phase("result segmentation", len(classifiers.config.multi_timesteps)):
         intermediates["result_map"] = estimate_segmentation(backbone, classifiers, encode_image(backbone, image), seed)
     if config.interpolation_frames:
