@@ -22,7 +22,7 @@ import numpy as np
 from semedit.eval.bench import KIND_GROUPS, make_task, roi_of, task_request
 from semedit.eval.metrics import mae
 from semedit.methods import make_config, run_edit
-from semedit.methods.pixelguide import LARGE_ROI_PIXELS, PAPER_SIZE
+from semedit.methods.pixelguide import scaled_large_roi
 from semedit.models.backbone import load_backbone, load_evaluator
 from semedit.models.evaluator import segmentation_accuracy
 
@@ -58,7 +58,7 @@ def main():
     ap.add_argument("--out", type=Path, required=True)
     args = ap.parse_args()
     backbone, judge = load_backbone(), load_evaluator()
-    threshold = round(LARGE_ROI_PIXELS * (64 / PAPER_SIZE) ** 2)
+    threshold = scaled_large_roi(64)
     tasks = tasks_by_roi_size(args.per_group, threshold, args.seed)
     rows, t_start = [], time.perf_counter()
     for t0 in T0S:

@@ -60,7 +60,6 @@ KIND_GROUPS = {group: [k for k, v in TASK_KINDS.items() if (v.condition == group
 # stroke mode (the edited map painted into the input), ControlNet-only by the edited scribble, every other
 # method by the target prompt.
 MAP_BASELINE_INPUT = {"sdedit": "strokes", "controlnet": "scribble"}
-ROI_DILATION = 1  # pixels: the paper's 3 at 256x256, scaled to 64 px (as the pixelguide method does)
 PSNR_CAP = 100.0  # dB, for pixels kept exactly (PSNR is infinite there)
 POSE_SHIFT = 4.0  # px of head_x change in pose tasks
 POSE_SUCCESS_PX = 2.0  # a pose edit succeeds when the evaluator puts the head within this of the target
@@ -169,11 +168,11 @@ class PeakMemory:
 
 
 def roi_of(task: BenchTask) -> np.ndarray:
-    """A map task's ROI m: the pixels whose class changes, dilated (the pixel-guidance paper, Eq. 7)."""
-    from scipy.ndimage import binary_dilation
+    """A map task's ROI m, as the pixelguide method makes it: the pixels whose class changes, dilated by the
+    paper's buffer scaled to the task's size (the pixel-guidance paper, Eq. 7)."""
+    from ..methods.pixelguide import edit_region, scaled_dilation
 
-    changed = task.edit.source_render.seg != task.edit.target_render.seg
-    return binary_dilation(changed, np.ones((3, 3), bool), iterations=ROI_DILATION)
+    return edit_region(task.edit.source_render.seg, task.edit.target_render.seg, scaled_dilation(TASK_SIZE))[1]
 
 
 def stroke_image(task: BenchTask) -> np.ndarray:
@@ -368,7 +367,10 @@ def markdown_table(summary: dict, frechet: dict, kinds, fid: dict | None = None,
     if too_few:
         lines.append(f"\n_No Fréchet distance for {', '.join(too_few)}: fewer than 2 images._")
     if "roi_psnr" in computed:
-        lines.append(f"\n_m: the ROI of a map task (the pixels whose class changes, dilated by {ROI_DILATION} px); "
+        from ..methods.pixelguide import scaled_dilation
+
+        lines.append(f"\n_m: the ROI of a map task (the pixels whose class changes, dilated by "
+                     f"{scaled_dilation(TASK_SIZE)} px); "
                      f"PSNR out m is capped at {PSNR_CAP:.0f} dB (pixels kept exactly)._")
     if fid:
         lines += [f"\n**FID (Inception pool3) vs {REFERENCE_SIZE:,} real renders** (lower is better; "

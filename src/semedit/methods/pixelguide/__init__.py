@@ -75,10 +75,9 @@ def classifiers_for(backbone, config: PixelGuideConfig) -> PixelClassifiers:
     return classifiers
 
 
-def check_map(seg, size: int, classes: int, what: str) -> np.ndarray:
+def check_map(seg, classes: int, what: str) -> np.ndarray:
+    """Class ids the classifiers know (the map's size is checked with the request, `EditRequest.validate`)."""
     m = np.asarray(seg)
-    if m.shape != (size, size):
-        raise ValueError(f"{what} is {m.shape}; it must be {size}x{size} like the image")
     if not np.issubdtype(m.dtype, np.integer):
         raise ValueError(f"{what} must hold integer class ids, got {m.dtype}")
     bad = np.unique(m[(m < 0) | (m >= classes)])
@@ -110,10 +109,20 @@ def edit_region(source: np.ndarray, edited: np.ndarray, dilation: int) -> tuple[
     return changed, grown
 
 
+def scaled_dilation(size: int) -> int:
+    """The paper's ROI buffer of 3 pixels at 256x256, scaled to `size` (at least 1)."""
+    return max(1, round(DILATION * size / PAPER_SIZE))
+
+
+def scaled_large_roi(size: int) -> int:
+    """The paper's 5,000-pixel threshold of a large ROI at 256x256, scaled to the area of `size` x `size`."""
+    return max(1, round(LARGE_ROI_PIXELS * (size / PAPER_SIZE) ** 2))
+
+
 def paper_defaults(roi_pixels: int, size: int, config: PixelGuideConfig) -> tuple[int, float, int]:
-    """(t0, s, threshold): the paper's small or large setting by the ROI's pixel count (§4.4), its 5,000
-    pixels at 256x256 scaled to this image's area; the config's values where given."""
-    large_roi = config.large_roi or max(1, round(LARGE_ROI_PIXELS * (size / PAPER_SIZE) ** 2))
+    """(t0, s, threshold): the paper's small or large setting by the ROI's pixel count (§4.4), its threshold
+    scaled to this image; the config's values where given."""
+    large_roi = config.large_roi or scaled_large_roi(size)
     t0, s = LARGE_EDIT if roi_pixels > large_roi else SMALL_EDIT
     return (config.t0 if config.t0 is not None else t0), (config.scale if config.scale is not None else s), large_roi
 
@@ -147,16 +156,16 @@ def pixelguide(backbone, request: EditRequest, config: PixelGuideConfig = PixelG
     size = backbone.image_size
     classifiers = classifiers_for(backbone, config)
     n_classes = classifiers.num_classes
-    edited = check_map(request.edited_seg, size, n_classes, "the edited map")
+    edited = check_map(request.edited_seg, n_classes, "the edited map")
     z0 = encode_image(backbone, request.image)
     # 1. the source map y (Fig. 2 b)
     if request.source_seg is not None:
-        source = check_map(request.source_seg, size, n_classes, "the input's map")
+        source = check_map(request.source_seg, n_classes, "the input's map")
     else:
         with phase("segmentation", len(classifiers.config.multi_timesteps)):
             source = estimate_segmentation(backbone, classifiers, z0, seed)
     # 2. the ROI m (Eq. 7), its size choosing t0 and s (§4.4)
-    dilation = config.dilation if config.dilation is not None else max(1, round(DILATION * size / PAPER_SIZE))
+    dilation = config.dilation if config.dilation is not None else scaled_dilation(size)
     changed, roi = edit_region(source, edited, dilation)
     if request.mask is not None:
         changed = roi = np.asarray(request.mask) > 0
