@@ -1,124 +1,316 @@
-"""How much of an edit's wall time is spent inside the denoising networks (goal: >= 90%, i.e. the
-engine adds little around the model), and one DiffEdit edit against diffusers'
-StableDiffusionDiffEditPipeline on the same model and settings, as a ratio measured in one run.
+"""Speed of every method on one backbone, in one run: seconds per edit, U-Net evaluations and network
+calls, the share of time inside the networks, peak memory, the ratio to the diffusers pipeline doing the
+same work on the same model where one exists, the time in units of one diffusers text-to-image run
+(StableDiffusionPipeline, 50 DDIM steps, CFG 7.5), and the floor: the same number of U-Net evaluations
+at the best batch size, measured alone. Then the command line's start-up.
 
-    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/performance.py [--model toon-64] [--repeats 5]
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/performance.py [--model toon-64] [--repeats 3]
+        [--device cpu|cuda] [--precision fp32|bf16] [--compile] [--levers] [--json FILE]
 
-ITO (its paper's defaults) is timed too: its latent updates and guidance image are engine work
-around the U-Net; and pixelguide (its paper's defaults, a small map edit: the mouth), whose guided steps
-each run the U-Net backwards too.
-
-Both DiffEdit runs use diffusers' conventions (eps at the next timestep in inversion, blending with
-the previous level) so they do the same work: 10 mask samples x 3 branches, inversion at
-inpaint strength 0.8 without CFG, guided decoding (CFG 7.5), 50 steps.
+Every method runs with its defaults (the paper's) on one benchmark task; the diffusers pipelines run
+with the same steps, strength and guidance, eager and in fp32 (as a user gets them). `--precision` and
+`--compile` apply to semedit's runs only (`semedit.models.fast.accelerated`); `--levers` adds a table of
+each speed lever alone on text-to-image. Absolute seconds drift between days on shared machines: compare
+ratios measured in one run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
+import subprocess
+import sys
+import tempfile
+import threading
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
 from PIL import Image
 
+from semedit.engine.conditioning import Condition, decode_latents, encode_text
+from semedit.engine.generate import generate, generate_latents
 from semedit.eval.bench import make_task, task_request
-from semedit.methods import EditRequest, make_config, run_edit
+from semedit.methods import run_edit
 from semedit.models.backbone import load_backbone
-from semedit.world import resize_square
+from semedit.models.fast import accelerated
+
+PROMPT = "a woman with red hair, smiling"
+REPO = Path(__file__).resolve().parents[1]
 
 
 class NetworkTimer:
-    """Wall time spent inside the U-Net and ControlNet forward calls (hooks, no code changes)."""
+    """Wall time, calls and batch entries of the U-Net and ControlNet forward calls (hooks, no code changes)."""
 
-    def __init__(self, nets):
-        self.seconds, self.calls, self._t, self._handles = 0.0, 0, [], []
-        for net in nets:
-            self._handles.append(net.register_forward_pre_hook(lambda m, a: self._t.append(time.perf_counter())))
-            self._handles.append(net.register_forward_hook(self._stop))
+    def __init__(self, unets, controlnets):
+        self._t, self._handles = [], []
+        self.reset()
+        for net, kind in [(n, "unet") for n in unets] + [(n, "controlnet") for n in controlnets]:
+            self._handles.append(net.register_forward_pre_hook(self._start, with_kwargs=True))
+            self._handles.append(net.register_forward_hook(lambda m, a, k, o, kind=kind: self._stop(kind, a, k),
+                                                           with_kwargs=True))
 
-    def _stop(self, module, args, out):
+    def _start(self, module, args, kwargs):
+        self._t.append(time.perf_counter())
+
+    def _stop(self, kind, args, kwargs):
         self.seconds += time.perf_counter() - self._t.pop()
-        self.calls += 1
+        x = args[0] if args else kwargs["sample"]
+        self.calls[kind] += 1
+        if kind == "unet":
+            self.evaluations += int(x.shape[0])
 
     def reset(self):
-        self.seconds, self.calls = 0.0, 0
+        self.seconds, self.evaluations, self.calls = 0.0, 0, {"unet": 0, "controlnet": 0}
 
     def remove(self):
         for h in self._handles:
             h.remove()
 
 
-def diffusers_diffedit(bb, request: EditRequest, steps: int, seed: int):
-    from diffusers import DDIMInverseScheduler, DDIMScheduler, StableDiffusionDiffEditPipeline
+class PeakMemory:
+    """Peak resident memory above the level at entry (CPU: sampled every 2 ms; CUDA: the allocator's peak)."""
 
-    pipe = StableDiffusionDiffEditPipeline(
-        vae=bb.vae, text_encoder=bb.text_encoder, tokenizer=bb.tokenizer, unet=bb.unet,
-        scheduler=DDIMScheduler.from_config(bb.scheduler_config),
-        inverse_scheduler=DDIMInverseScheduler.from_config(bb.scheduler_config), safety_checker=None,
-        feature_extractor=None, requires_safety_checker=False)
-    pipe.set_progress_bar_config(disable=True)
-    image = Image.fromarray(request.image)
+    def __init__(self, device: torch.device):
+        self.device, self.peak = device, 0
 
-    def run():
-        mask = pipe.generate_mask(image=image, source_prompt=request.source_prompt,
-                                  target_prompt=request.target_prompt, num_inference_steps=steps,
-                                  generator=torch.Generator().manual_seed(seed))
-        inv = pipe.invert(prompt=request.source_prompt, image=image, num_inference_steps=steps,
-                          inpaint_strength=0.8, guidance_scale=1.0).latents
-        return pipe(prompt=request.target_prompt, mask_image=mask, image_latents=inv, num_inference_steps=steps,
-                    inpaint_strength=0.8, guidance_scale=7.5).images[0]
-    return run
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.base = torch.cuda.memory_allocated(self.device)
+            return self
+        import psutil
+
+        proc, self._stop = psutil.Process(), threading.Event()
+        self.base = proc.memory_info().rss
+
+        def sample():
+            while not self._stop.wait(0.002):
+                self.peak = max(self.peak, proc.memory_info().rss - self.base)
+        self._thread = threading.Thread(target=sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            self.peak = torch.cuda.max_memory_allocated(self.device) - self.base
+        else:
+            self._stop.set()
+            self._thread.join()
+
+
+def diffusers_runs(bb, request, layout: np.ndarray, seed: int = 0) -> dict:
+    """The diffusers pipelines on the same components, as a user calls them (DDIM, the methods' settings)."""
+    from diffusers import (DDIMInverseScheduler, DDIMScheduler, StableDiffusionControlNetPipeline,
+                           StableDiffusionDiffEditPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline)
+
+    parts = dict(vae=bb.vae, text_encoder=bb.text_encoder, tokenizer=bb.tokenizer, unet=bb.unet,
+                 scheduler=DDIMScheduler.from_config(bb.scheduler_config), safety_checker=None,
+                 feature_extractor=None, requires_safety_checker=False)
+    t2i = StableDiffusionPipeline(**parts)
+    img2img = StableDiffusionImg2ImgPipeline(**parts)
+    diffedit = StableDiffusionDiffEditPipeline(
+        **parts, inverse_scheduler=DDIMInverseScheduler.from_config(bb.scheduler_config))
+    control = StableDiffusionControlNetPipeline(controlnet=bb.controlnets["pose"], **parts)
+    for p in (t2i, img2img, diffedit, control):
+        p.set_progress_bar_config(disable=True)
+    size, pil, gen = bb.image_size, Image.fromarray(request.image), lambda: torch.Generator().manual_seed(seed)
+    src, tgt = request.source_prompt, request.target_prompt
+
+    def run_diffedit():
+        mask = diffedit.generate_mask(image=pil, source_prompt=src, target_prompt=tgt, num_inference_steps=50,
+                                      generator=gen())
+        inv = diffedit.invert(prompt=src, image=pil, num_inference_steps=50, inpaint_strength=0.8,
+                              guidance_scale=1.0).latents
+        return diffedit(prompt=tgt, mask_image=mask, image_latents=inv, num_inference_steps=50, inpaint_strength=0.8,
+                        guidance_scale=7.5).images[0]
+    return {
+        "text-to-image": lambda: t2i(PROMPT, num_inference_steps=50, guidance_scale=7.5, generator=gen(),
+                                     height=size, width=size).images[0],
+        "sdedit": lambda: img2img(tgt, image=pil, strength=0.5, num_inference_steps=50, guidance_scale=7.5,
+                                  generator=gen()).images[0],
+        "diffedit": run_diffedit,
+        "text-to-image with a pose ControlNet": lambda: control(
+            PROMPT, image=Image.fromarray(layout), num_inference_steps=50, guidance_scale=7.5, generator=gen(),
+            height=size, width=size).images[0],
+    }
+
+
+def semedit_runs(bb, size: int) -> dict:
+    text, layout, mapped = (make_task(k, 0) for k in ("hair", "pose", "map-mouth"))
+    layout_image = task_request(layout, size, "controlnet").controls["pose"]
+    return {
+        "text-to-image": lambda: generate(bb, PROMPT, steps=50, guidance_scale=7.5, seed=0),
+        "sdedit": lambda: run_edit("sdedit", bb, task_request(text, size, "sdedit"), seed=0),
+        "diffedit": lambda: run_edit("diffedit", bb, task_request(text, size, "diffedit"), seed=0),
+        "text-to-image with a pose ControlNet": lambda: generate(bb, PROMPT, steps=50, guidance_scale=7.5, seed=0,
+                                                                 layouts={"pose": layout_image}),
+        "controlnet (ControlNet-only edit)": lambda: run_edit(
+            "controlnet", bb, task_request(layout, size, "controlnet"), seed=0),
+        "ito": lambda: run_edit("ito", bb, task_request(text, size, "ito"), seed=0),
+        "pixelguide": lambda: run_edit("pixelguide", bb, task_request(mapped, size, "pixelguide"), seed=0),
+    }, task_request(text, size), layout_image
+
+
+def measure(fn, timer: NetworkTimer, device: torch.device, repeats: int) -> dict:
+    fn()  # warm-up (and compilation)
+    walls, shares, peaks = [], [], []
+    for _ in range(repeats):
+        timer.reset()
+        with PeakMemory(device) as mem:
+            t0 = time.perf_counter()
+            fn()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            walls.append(time.perf_counter() - t0)
+        shares.append(timer.seconds / walls[-1])
+        peaks.append(mem.peak)
+    return {"seconds": statistics.median(walls), "network_share": statistics.median(shares),
+            "unet_evaluations": timer.evaluations, "unet_calls": timer.calls["unet"],
+            "controlnet_calls": timer.calls["controlnet"], "peak_mib": max(peaks) / 2**20}
+
+
+def unet_seconds_per_evaluation(unet, device, batches=(1, 2, 4, 8, 16, 32, 64), seconds: float = 1.0) -> dict:
+    """Seconds per U-Net evaluation at each batch size, the U-Net called alone."""
+    cfg = unet.config
+    out = {}
+    for b in batches:
+        x = torch.randn(b, cfg.in_channels, cfg.sample_size, cfg.sample_size, device=device)
+        t = torch.full((b,), 500, device=device)
+        text = torch.randn(b, 77, cfg.cross_attention_dim, device=device)
+        with torch.inference_mode():
+            unet(x, t, encoder_hidden_states=text)
+            n, t0 = 0, time.perf_counter()
+            while time.perf_counter() - t0 < seconds or n < 3:
+                unet(x, t, encoder_hidden_states=text)
+                n += 1
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+        out[b] = (time.perf_counter() - t0) / n / b
+    return out
+
+
+def startup_seconds(model: str, repeats: int = 3) -> dict:
+    """Wall time of whole `semedit edit sdedit ... --steps 2` processes, less the edit's own time (printed)."""
+    walls, edits = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i in range(repeats):
+            cmd = [sys.executable, "-m", "semedit.cli", "edit", "sdedit", str(REPO / "src/semedit/examples/toon.png"),
+                   "-t", PROMPT, "--steps", "2", "--model", model, "-o", f"{tmp}/out{i}.png"]
+            t0 = time.perf_counter()
+            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            walls.append(time.perf_counter() - t0)
+            edits.append(float(re.search(r"([\d.]+) s\)", done.stdout).group(1)))
+    return {"process_seconds": statistics.median(walls), "edit_seconds": statistics.median(edits),
+            "startup_seconds": statistics.median(w - e for w, e in zip(walls, edits))}
+
+
+def lever_table(bb, device, repeats: int) -> dict:
+    """semedit text-to-image under each speed lever alone, against its own fp32 eager run."""
+    variants = {
+        "fp32, no_grad (inference_mode off)": (bb, False),
+        "fp32, inference_mode": (bb, True),
+        "bf16 weights": (accelerated(bb, "bf16"), True),
+        "fp32, torch.compile (inductor, frozen weights)": (accelerated(bb, "fp32", compile=True), True),
+        "bf16, torch.compile (inductor, frozen weights)": (accelerated(bb, "bf16", compile=True), True),
+    }
+    def text_to_image(b, inference: bool):
+        with torch.inference_mode() if inference else torch.no_grad():
+            null, text = encode_text(b, ["", PROMPT]).chunk(2)
+            return decode_latents(b, generate_latents(b, Condition(text), Condition(null), 50, 7.5, 0))[0]
+
+    reference = text_to_image(bb, True)
+    rows = {}
+    for name, (b, inference) in variants.items():
+        def fn(b=b, inference=inference):
+            return text_to_image(b, inference)
+        t0 = time.perf_counter()
+        image = fn()
+        first = time.perf_counter() - t0
+        walls = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            fn()
+            walls.append(time.perf_counter() - t0)
+        diff = np.abs(image.astype(int) - reference.astype(int))
+        rows[name] = {"seconds": statistics.median(walls), "first_call_seconds": first,
+                      "max_pixel_difference": int(diff.max()), "mean_pixel_difference": float(diff.mean())}
+    return rows
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default="toon-64")
-    ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--steps", type=int, default=50)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="semedit's networks (not diffusers')")
+    ap.add_argument("--compile", action="store_true", help="semedit's networks through torch.compile")
+    ap.add_argument("--levers", action="store_true", help="also: each speed lever alone on text-to-image")
+    ap.add_argument("--no-startup", action="store_true")
     ap.add_argument("--json", default=None, help="Also write the figures to this JSON file.")
     args = ap.parse_args()
 
-    bb = load_backbone(args.model)
-    task = make_task("hair", 0)
-    size = bb.image_size
-    request = EditRequest(resize_square(task.edit.source_render.image, size), task.target_prompt, task.source_prompt)
-    timer = NetworkTimer([bb.unet, *bb.controlnets.values()])
-    runs = {
-        "semedit sdedit": lambda: run_edit("sdedit", bb, request, make_config("sdedit", steps=args.steps), seed=0),
-        "semedit diffedit": lambda: run_edit("diffedit", bb, request, make_config(
-            "diffedit", steps=args.steps, inversion_eps_timestep="next", blend_with="previous"), seed=0),
-        "diffusers StableDiffusionDiffEditPipeline": diffusers_diffedit(bb, request, args.steps, seed=0),
-        "semedit ito (paper defaults, 25 steps)": lambda: run_edit("ito", bb, request, make_config("ito"), seed=0),
-        "semedit pixelguide (paper defaults, a mouth map edit)": lambda: run_edit(
-            "pixelguide", bb, task_request(make_task("map-mouth", 0), size, "pixelguide"), seed=0),
-    }
+    device = torch.device(args.device)
+    bb = load_backbone(args.model, device=device)
+    fast = accelerated(bb, args.precision, args.compile) if (args.precision != "fp32" or args.compile) else bb
+    ours, request, layout = semedit_runs(fast, bb.image_size)
+    theirs = diffusers_runs(bb, request, layout)
     rows = {}
+    # hooks on the networks each side calls (hooks inside a FastNetwork would send it down its eager path)
+    timer = NetworkTimer([bb.unet], bb.controlnets.values())
     with torch.no_grad():
-        for name, fn in runs.items():
-            fn()  # warm-up
-            walls, shares, calls = [], [], 0
-            for _ in range(args.repeats):
-                timer.reset()
-                t0 = time.perf_counter()
-                fn()
-                walls.append(time.perf_counter() - t0)
-                shares.append(timer.seconds / walls[-1])
-                calls = timer.calls
-            rows[name] = {"seconds": statistics.median(walls), "network_share": statistics.median(shares),
-                          "network_calls": calls}
-    ratio = rows["semedit diffedit"]["seconds"] / rows["diffusers StableDiffusionDiffEditPipeline"]["seconds"]
-    print(f"model {bb.name} ({size}x{size}), {args.steps} steps, median of {args.repeats}, "
-          f"{torch.get_num_threads()} threads\n")
-    print("| run | s / edit | share of time in U-Net/ControlNet calls | network calls |\n|---|---|---|---|")
+        for name, fn in theirs.items():
+            rows[f"diffusers {name}"] = measure(fn, timer, device, args.repeats)
+    timer.remove()
+    timer = NetworkTimer([fast.unet], fast.controlnets.values())
+    for name, fn in ours.items():
+        rows[name] = measure(fn, timer, device, args.repeats)
+    timer.remove()
+    per_eval = unet_seconds_per_evaluation(fast.unet, device)
+    best = min(per_eval.values())
+    unit = rows["diffusers text-to-image"]["seconds"]
+
+    print(f"model {bb.name} ({bb.image_size}x{bb.image_size}) on {device}, {torch.get_num_threads()} threads, "
+          f"semedit networks: {args.precision}{', compiled' if args.compile else ''}; median of {args.repeats}\n")
+    print("| run | s / edit | x diffusers | units of t2i | U-Net evals | U-Net calls | ControlNet calls | "
+          "in networks | peak MiB | floor s | / floor |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
-        print(f"| {name} | {r['seconds']:.3f} | {100 * r['network_share']:.1f}% | {r['network_calls']} |")
-    print(f"\nsemedit diffedit / diffusers DiffEdit time: {ratio:.2f}")
+        ref = rows.get(f"diffusers {name}")
+        r["diffusers_ratio"] = r["seconds"] / ref["seconds"] if ref else None
+        r["units"] = r["seconds"] / unit
+        r["floor_seconds"] = r["unet_evaluations"] * best
+        ratio = "" if ref is None else f"{r['diffusers_ratio']:.2f}"
+        print(f"| {name} | {r['seconds']:.3f} | {ratio} | "
+              f"{r['units']:.2f} | {r['unet_evaluations']} | {r['unet_calls']} | {r['controlnet_calls']} | "
+              f"{100 * r['network_share']:.0f}% | {r['peak_mib']:.0f} | {r['floor_seconds']:.3f} | "
+              f"{r['seconds'] / max(r['floor_seconds'], 1e-9):.2f} |")
+    print("\nU-Net alone, ms per evaluation by batch size: "
+          + ", ".join(f"{b}: {1000 * s:.2f}" for b, s in per_eval.items()))
+    compiled = sum(n.compile_seconds for n in [fast.unet, *fast.controlnets.values()] if hasattr(n, "compile_seconds"))
+    if args.compile:
+        print(f"compilation (first calls of each shape, all runs): {compiled:.1f} s")
+    out = {"model": bb.name, "device": str(device), "threads": torch.get_num_threads(), "precision": args.precision,
+           "compile": args.compile, "compile_seconds": compiled, "repeats": args.repeats, "runs": rows,
+           "unet_seconds_per_evaluation": per_eval}
+    if args.levers:
+        out["levers"] = lever_table(bb, device, args.repeats)
+        print("\n| lever (semedit text-to-image) | s | x fp32 eager | first call s | max / mean pixel diff |\n"
+              "|---|---|---|---|---|")
+        base = out["levers"]["fp32, no_grad (inference_mode off)"]["seconds"]
+        for name, r in out["levers"].items():
+            print(f"| {name} | {r['seconds']:.3f} | {r['seconds'] / base:.2f} | {r['first_call_seconds']:.1f} | "
+                  f"{r['max_pixel_difference']} / {r['mean_pixel_difference']:.3f} |")
+    if not args.no_startup:
+        out["startup"] = startup_seconds(args.model)
+        s = out["startup"]
+        print(f"\ncommand line: `semedit edit sdedit --steps 2` {s['process_seconds']:.2f} s as a whole process, "
+              f"{s['edit_seconds']:.2f} s of it the edit: start-up {s['startup_seconds']:.2f} s")
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"model": bb.name, "steps": args.steps, "repeats": args.repeats, "runs": rows,
-                       "diffedit_time_ratio": ratio, "threads": torch.get_num_threads()}, f, indent=2)
+        Path(args.json).write_text(json.dumps(out, indent=2))
 
 
 if __name__ == "__main__":
