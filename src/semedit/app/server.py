@@ -152,12 +152,11 @@ def create_app(model: str = TOON64, data: str | Path = "semedit-data", controlne
 
     @app.post("/api/generate")
     def generate(body: GenerateRequest):
-        import torch
+        from ..engine.generate import generate as text_to_image
 
         if not body.prompt.strip():
             raise HTTPException(400, "the prompt is empty")
-        image = backbone().pipeline()(body.prompt, num_inference_steps=body.steps, guidance_scale=7.5, height=size,
-                                      width=size, generator=torch.Generator().manual_seed(body.seed)).images[0]
+        image = text_to_image(backbone(), body.prompt, steps=body.steps, guidance_scale=7.5, seed=body.seed)
         provenance = {"prompt": body.prompt, "seed": body.seed, "steps": body.steps, "model": model}
         return {"image": data_url(lambda buffer: write_png(buffer, np.asarray(image), provenance))}
 

@@ -1,5 +1,5 @@
-"""`semedit generate`: text-to-image (optionally following a pose drawing or a scribble) with the
-backbone's own diffusers pipeline."""
+"""`semedit generate`: text-to-image (optionally following a pose drawing or a scribble) on the engine
+(`engine.generate`: the same image as diffusers' StableDiffusion(ControlNet)Pipeline with DDIM)."""
 
 from __future__ import annotations
 
@@ -29,10 +29,8 @@ from .common import (FiniteFloatRange, check_output, model_option, output_option
 @overwrite_option
 def generate(prompt, model, pose, scribble, seed, steps, cfg, negative_prompt, output, overwrite):
     """Generate an image from PROMPT (optionally following a pose drawing or a scribble)."""
-    import torch
-    from PIL import Image
-
     from ..engine.ddim import make_schedule
+    from ..engine.generate import generate as text_to_image
     from ..models.backbone import image_size_of
     from ..service import get_backbone, prompt_notes, read_picture, write_png
 
@@ -44,7 +42,7 @@ def generate(prompt, model, pose, scribble, seed, steps, cfg, negative_prompt, o
     kind = "pose" if pose else "scribble" if scribble else None
     with user_errors():
         size, notes = image_size_of(model), []
-        kw = {"image": Image.fromarray(read_picture(pose or scribble, size, f"--{kind}", notes=notes))} if kind else {}
+        layouts = {kind: read_picture(pose or scribble, size, f"--{kind}", notes=notes)} if kind else {}
         bb = get_backbone(model)
         if kind and kind not in bb.controlnets:
             raise click.ClickException(f"{model} has no {kind} ControlNet")
@@ -52,9 +50,7 @@ def generate(prompt, model, pose, scribble, seed, steps, cfg, negative_prompt, o
     for note in notes + prompt_notes(bb.tokenizer, {"prompt": prompt, "negative prompt": negative_prompt}):
         click.echo(f"note: {note}", err=True)
     t0 = time.perf_counter()
-    image = bb.pipeline(kind)(prompt, negative_prompt=negative_prompt or None, num_inference_steps=steps,
-                              guidance_scale=cfg, generator=torch.Generator().manual_seed(seed), height=size,
-                              width=size, **kw).images[0]
+    image = text_to_image(bb, prompt, negative_prompt, steps, cfg, seed, layouts)
     dt = time.perf_counter() - t0
     write_png(output, image, {"prompt": prompt, "model": model, "seed": seed, "steps": steps, "cfg": cfg,
                               "control": kind, "negative_prompt": negative_prompt})

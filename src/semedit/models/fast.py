@@ -25,10 +25,10 @@ def _cast(value, dtype):
         return value.to(dtype) if value.is_floating_point() else value
     if isinstance(value, (list, tuple)):
         return type(value)(_cast(v, dtype) for v in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # diffusers' BaseOutput (also a dict)
+        return type(value)(**{f.name: _cast(getattr(value, f.name), dtype) for f in dataclasses.fields(value)})
     if isinstance(value, dict):
         return {k: _cast(v, dtype) for k, v in value.items()}
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):  # diffusers' BaseOutput
-        return type(value)(**{f.name: _cast(getattr(value, f.name), dtype) for f in dataclasses.fields(value)})
     return value
 
 
@@ -44,7 +44,7 @@ class FastNetwork(torch.nn.Module):
         self.eager = eager
         fast = eager if PRECISIONS[precision] == eager.dtype else copy.deepcopy(eager).to(PRECISIONS[precision])
         self.fast_dtype = PRECISIONS[precision]
-        self.fast = torch.compile(fast, dynamic=False) if compile else fast
+        self.fast = torch.compile(fast) if compile else fast  # a new batch size recompiles once, as dynamic
         self.compile_seconds = 0.0  # time spent in calls that compiled a new graph
 
     def __getattr__(self, name):
@@ -76,11 +76,14 @@ def _compiled_frames() -> int:
 def accelerated(backbone, precision: str = "bf16", compile: bool = False):
     """A copy of `backbone` whose U-Net and ControlNets take the fast path (see the module notes); the
     VAE, text encoder and CLIP are shared with `backbone` unchanged. `compile` uses inductor with frozen
-    weights (`torch._inductor.config.freezing`): each new input shape compiles once per process."""
+    weights (`torch._inductor.config.freezing`): each call signature compiles once per process, and again,
+with a dynamic batch size, when its batch size first changes."""
     if compile:
+        import torch._dynamo.config as dynamo_config
         import torch._inductor.config as inductor_config
 
         inductor_config.freezing = True  # weights as constants: prepacked convolutions on the CPU
+        dynamo_config.recompile_limit = max(dynamo_config.recompile_limit, 64)  # the methods' call signatures
     return dataclasses.replace(
         backbone, unet=FastNetwork(backbone.unet, precision, compile),
         controlnets={k: FastNetwork(v, precision, compile) for k, v in backbone.controlnets.items()})

@@ -1,0 +1,90 @@
+"""The speed work's correctness: the engine's text-to-image is diffusers' pipeline's image, the fast
+network path keeps the backbone and its outputs (within bf16's tolerance), and deferring diffusers'
+package inits changes nothing a user of diffusers sees."""
+
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+from semedit.engine.conditioning import Condition, encode_text, predict_noise
+from semedit.engine.features import decoder_features
+from semedit.engine.generate import generate
+from semedit.models.fast import FastNetwork, accelerated
+
+
+def test_engine_text_to_image_is_the_diffusers_pipelines_image(tiny):
+    ours = generate(tiny, "a cartoon man", steps=4, guidance_scale=5.0, seed=3)
+    ref = np.asarray(tiny.pipeline()("a cartoon man", num_inference_steps=4, guidance_scale=5.0, height=16, width=16,
+                                      generator=torch.Generator().manual_seed(3)).images[0])
+    # the same latents up to float rounding (DDIM's coefficients are float64 here, float32 in diffusers)
+    assert ours.shape == ref.shape and np.abs(ours.astype(int) - ref.astype(int)).max() <= 1
+
+
+def test_engine_text_to_image_with_a_controlnet_is_the_controlnet_pipelines_image(tiny):
+    from diffusers import ControlNetModel
+    from PIL import Image
+
+    torch.manual_seed(1)
+    cn = ControlNetModel.from_unet(tiny.unet, conditioning_embedding_out_channels=(16, 32)).eval()
+    with torch.no_grad():  # a fresh ControlNet outputs zero; perturb it so that it acts
+        for p in [*cn.controlnet_down_blocks.parameters(), *cn.controlnet_mid_block.parameters()]:
+            p.normal_(0, 0.1)
+    tiny.controlnets["pose"] = cn
+    layout = np.random.default_rng(0).integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    ours = generate(tiny, "a cartoon man", steps=3, seed=1, layouts={"pose": layout})
+    ref = np.asarray(tiny.pipeline("pose")("a cartoon man", image=Image.fromarray(layout), num_inference_steps=3,
+                                           height=16, width=16, generator=torch.Generator().manual_seed(1)).images[0])
+    plain = generate(tiny, "a cartoon man", steps=3, seed=1)
+    assert np.abs(ours.astype(int) - ref.astype(int)).max() <= 1
+    assert np.abs(ours.astype(int) - plain.astype(int)).max() > 1  # the layout is followed
+
+
+def _eps(bb, x, t=301):
+    null, text = encode_text(bb, ["", "a cartoon woman, laughing"]).chunk(2)
+    return predict_noise(bb, x, t, [Condition(null), Condition(text)])
+
+
+def test_bf16_network_calls_stay_within_tolerance_and_leave_the_backbone_alone(tiny):
+    before = {k: v.clone() for k, v in tiny.unet.state_dict().items()}
+    fast = accelerated(tiny, "bf16")
+    x = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ref, got = _eps(tiny, x), _eps(fast, x)
+    for r, g in zip(ref, got):
+        assert g.dtype == torch.float32
+        assert (g - r).abs().max() < 0.05 * r.abs().max()  # bf16 keeps 8 bits of mantissa
+        assert not torch.equal(g, r)  # the bf16 copy did run
+    assert tiny.unet.dtype == torch.float32 and fast.unet.config is tiny.unet.config
+    assert all(torch.equal(v, before[k]) for k, v in tiny.unet.state_dict().items())
+
+
+def test_gradients_and_feature_hooks_take_the_eager_path(tiny):
+    fast = accelerated(tiny, "bf16")
+    assert isinstance(fast.unet, FastNetwork)
+    x = torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+    text = encode_text(tiny, ["a cartoon man"])
+    with torch.enable_grad():
+        v = x.clone().requires_grad_(True)
+        fast.unet(v, 10, encoder_hidden_states=text).sample.sum().backward()
+        eager = x.clone().requires_grad_(True)
+        tiny.unet(eager, 10, encoder_hidden_states=text).sample.sum().backward()
+    assert torch.equal(v.grad, eager.grad)
+    with torch.no_grad(), decoder_features(fast.unet, [0]) as store:  # hooks on the eager module's blocks
+        out = fast.unet(x, 10, encoder_hidden_states=text).sample
+    assert store and torch.equal(out, tiny.unet(x, 10, encoder_hidden_states=text).sample)
+
+
+def test_deferred_diffusers_packages_still_give_every_name():
+    code = ("import sys, semedit\n"
+            "from semedit.models.backbone import load_backbone\n"
+            "assert 'diffusers.models.transformers.ace_step_transformer' not in sys.modules\n"
+            "import diffusers.models.transformers as t\n"
+            "from diffusers.models.unets import UNet2DModel\n"
+            "from diffusers import StableDiffusionControlNetPipeline, Transformer2DModel\n"
+            "import diffusers.models as m\n"
+            "assert m.transformers is t and t.Transformer2DModel is Transformer2DModel\n"
+            "assert 'diffusers.models.transformers.ace_step_transformer' in sys.modules\n")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
