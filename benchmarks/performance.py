@@ -155,22 +155,35 @@ def semedit_runs(bb, size: int) -> dict:
     }, task_request(text, size), layout_image
 
 
-def measure(fn, timer: NetworkTimer, device: torch.device, repeats: int) -> dict:
-    fn()  # warm-up (and compilation)
-    walls, shares, peaks = [], [], []
+def image_of(output) -> np.ndarray:
+    return np.asarray(getattr(output, "image", output))
+
+
+def measure(runs: dict, device: torch.device, repeats: int) -> tuple[dict, dict]:
+    """Each run's median over `repeats` rounds; a round times every run once, so that the machine's drift
+    over minutes reaches every run alike. `runs` maps names to (fn, U-Net, ControlNets it calls).
+    Also returns each run's output image."""
+    images = {name: image_of(fn()) for name, (fn, _, _) in runs.items()}  # warm-up (and compilation)
+    times = {name: [] for name in runs}
     for _ in range(repeats):
-        timer.reset()
-        with PeakMemory(device) as mem:
-            t0 = time.perf_counter()
-            fn()
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            walls.append(time.perf_counter() - t0)
-        shares.append(timer.seconds / walls[-1])
-        peaks.append(mem.peak)
-    return {"seconds": statistics.median(walls), "network_share": statistics.median(shares),
-            "unet_evaluations": timer.evaluations, "unet_calls": timer.calls["unet"],
-            "controlnet_calls": timer.calls["controlnet"], "peak_mib": max(peaks) / 2**20}
+        for name, (fn, unet, controlnets) in runs.items():
+            timer = NetworkTimer([unet], controlnets)  # hooks only while this run runs (see FastNetwork)
+            with PeakMemory(device) as mem:
+                t0 = time.perf_counter()
+                fn()
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                wall = time.perf_counter() - t0
+            timer.remove()
+            times[name].append((wall, timer.seconds / wall, mem.peak, timer))
+    rows = {}
+    for name, rounds in times.items():
+        timer = rounds[-1][3]
+        rows[name] = {"seconds": statistics.median(r[0] for r in rounds),
+                      "network_share": statistics.median(r[1] for r in rounds),
+                      "unet_evaluations": timer.evaluations, "unet_calls": timer.calls["unet"],
+                      "controlnet_calls": timer.calls["controlnet"], "peak_mib": max(r[2] for r in rounds) / 2**20}
+    return rows, images
 
 
 def unet_seconds_per_evaluation(unet, device, batches=(1, 2, 4, 8, 16, 32, 64), seconds: float = 1.0) -> dict:
@@ -258,26 +271,26 @@ def main():
     fast = accelerated(bb, args.precision, args.compile) if (args.precision != "fp32" or args.compile) else bb
     ours, request, layout = semedit_runs(fast, bb.image_size)
     theirs = diffusers_runs(bb, request, layout)
-    rows = {}
-    # hooks on the networks each side calls (hooks inside a FastNetwork would send it down its eager path)
-    timer = NetworkTimer([bb.unet], bb.controlnets.values())
-    with torch.no_grad():
-        for name, fn in theirs.items():
-            rows[f"diffusers {name}"] = measure(fn, timer, device, args.repeats)
-    timer.remove()
-    timer = NetworkTimer([fast.unet], fast.controlnets.values())
-    for name, fn in ours.items():
-        rows[name] = measure(fn, timer, device, args.repeats)
-    timer.remove()
+    nets = {"diffusers": (bb.unet, list(bb.controlnets.values())),
+            "semedit": (fast.unet, list(fast.controlnets.values()))}
+    runs = {**{f"diffusers {name}": (fn, *nets["diffusers"]) for name, fn in theirs.items()},
+            **{name: (fn, *nets["semedit"]) for name, fn in ours.items()}}
+    rows, images = measure(runs, device, args.repeats)  # pipelines and methods set their own autograd modes
+    if fast is not bb:  # the accelerated outputs against the default networks' (the tolerance)
+        eager, _, _ = semedit_runs(bb, bb.image_size)
+        for name, fn in eager.items():
+            diff = np.abs(images[name].astype(int) - image_of(fn()).astype(int))
+            rows[name].update(max_pixel_difference=int(diff.max()), mean_pixel_difference=float(diff.mean()))
     per_eval = unet_seconds_per_evaluation(fast.unet, device)
     best = min(per_eval.values())
     unit = rows["diffusers text-to-image"]["seconds"]
 
     print(f"model {bb.name} ({bb.image_size}x{bb.image_size}) on {device}, {torch.get_num_threads()} threads, "
           f"semedit networks: {args.precision}{', compiled' if args.compile else ''}; median of {args.repeats}\n")
+    tol = fast is not bb
     print("| run | s / edit | x diffusers | units of t2i | U-Net evals | U-Net calls | ControlNet calls | "
-          "in networks | peak MiB | floor s | / floor |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+          "in networks | peak MiB | floor s | / floor |" + (" pixel diff to fp32 eager, max / mean |" if tol else ""))
+    print("|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if tol else ""))
     for name, r in rows.items():
         ref = rows.get(f"diffusers {name}")
         r["diffusers_ratio"] = r["seconds"] / ref["seconds"] if ref else None
@@ -287,7 +300,9 @@ def main():
         print(f"| {name} | {r['seconds']:.3f} | {ratio} | "
               f"{r['units']:.2f} | {r['unet_evaluations']} | {r['unet_calls']} | {r['controlnet_calls']} | "
               f"{100 * r['network_share']:.0f}% | {r['peak_mib']:.0f} | {r['floor_seconds']:.3f} | "
-              f"{r['seconds'] / max(r['floor_seconds'], 1e-9):.2f} |")
+              f"{r['seconds'] / max(r['floor_seconds'], 1e-9):.2f} |"
+              + (f" {r['max_pixel_difference']} / {r['mean_pixel_difference']:.2f} |"
+                 if "max_pixel_difference" in r else (" |" if tol else "")))
     print("\nU-Net alone, ms per evaluation by batch size: "
           + ", ".join(f"{b}: {1000 * s:.2f}" for b, s in per_eval.items()))
     compiled = sum(n.compile_seconds for n in [fast.unet, *fast.controlnets.values()] if hasattr(n, "compile_seconds"))

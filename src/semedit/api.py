@@ -20,19 +20,23 @@ def edit(image, method: str = "ito", *, target: str | None = None, source: str |
          controls: dict | None = None, source_controls: dict | None = None, seg=None, source_seg=None,
          model: str = "toon-64",
          controlnets: dict | None = None, seed: int = 0, output=None, overwrite: bool = False,
-         save_intermediates: bool = False, progress: Callable | None = None, **settings) -> EditResult:
+         save_intermediates: bool = False, progress: Callable | None = None, fast: bool = False,
+         **settings) -> EditResult:
     """Edit `image` (a file or a uint8 array) with `method`. The edit is a `target` prompt, layout maps
     (`controls`, with the input's own in `source_controls`), an edited segmentation map (`seg`, a file or HxW
     class ids, with the input's own in `source_seg`), or for toon PNGs attribute `changes`; `settings`
     are the method's config fields (paper defaults otherwise). With `output` the result is saved as
-    `semedit edit` saves it. Bad input raises `InputError` (a ValueError) before any model runs."""
+    `semedit edit` saves it. `fast` runs the networks in bfloat16, compiled (about 2x faster per call
+    once compiled; the first call of each shape in a process compiles; outputs within bf16's tolerance,
+    docs/benchmark.md "Speed"). Bad
+    input raises `InputError` (a ValueError) before any model runs."""
     config = make_config(method, **settings)
     if output is not None:
         check_new_files(result_paths(check_png_path(output)), overwrite)
     prepared = prepare_edit(EditInputs(image, target, source, dict(changes or {}), layout_from_changes, mask,
                                        dict(controls or {}), dict(source_controls or {}), seg=seg,
                                        source_seg=source_seg), model)
-    result = run_prepared_edit(prepared, method, config, model, controlnets, seed, progress)
+    result = run_prepared_edit(prepared, method, config, model, controlnets, seed, progress, fast=fast)
     if output is not None:
         save_result(result, output, save_intermediates, overwrite)
     return result

@@ -114,7 +114,7 @@ class Job:
 
 
 def create_app(model: str = TOON64, data: str | Path = "semedit-data", controlnets: dict | None = None,
-               max_queue: int = MAX_QUEUE) -> FastAPI:
+               max_queue: int = MAX_QUEUE, fast: bool = False) -> FastAPI:
     """The app for one backbone (loaded when the first edit needs it), its history in `data`."""
     app = FastAPI(title="semedit", docs_url=None, redoc_url=None)
     history = History(data)
@@ -124,7 +124,7 @@ def create_app(model: str = TOON64, data: str | Path = "semedit-data", controlne
     size = image_size_of(model)
 
     def backbone():
-        return get_backbone(model, controlnets)
+        return get_backbone(model, controlnets, fast)
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
@@ -217,7 +217,7 @@ def create_app(model: str = TOON64, data: str | Path = "semedit-data", controlne
             history.set_state(job.id, "running")
             try:
                 result = run_prepared_edit(prepared, body.method, config, model, controlnets, body.seed,
-                                           progress=progress, cancel=job.cancel)
+                                           progress=progress, cancel=job.cancel, fast=fast)
             except EditCancelled as e:
                 job.state, job.message = "cancelled", str(e)
             except Exception as e:  # one failing edit must not stop the server: it is reported as failed

@@ -55,8 +55,11 @@ def _parse_method_settings(items, methods) -> dict:
               help="FID Inception-v3 safetensors made by `semedit convert-weights inception`.")
 @click.option("--arcface-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="ArcFace IResNet safetensors made by `semedit convert-weights arcface`.")
+@click.option("--fast", is_flag=True, help="Run the networks in bfloat16, compiled (models.fast): about 2x faster once "
+              "each call shape has compiled (up to a minute each); outputs differ from the default's within bf16's "
+              "tolerance (docs/benchmark.md, Speed).")
 def bench(methods, kinds, count, model, evaluator, settings, seed, out, overwrite, rejudge, lpips_weights,
-          inception_weights, arcface_weights):
+          inception_weights, arcface_weights, fast):
     """The toon benchmark: every method on the same seeded edit tasks, judged by the evaluator (and by the
     papers' LPIPS, FID and ArcFace where their weights are given)."""
     from tqdm import tqdm
@@ -104,6 +107,10 @@ def bench(methods, kinds, count, model, evaluator, settings, seed, out, overwrit
         ev = load_evaluator(evaluator)
     except (BackboneNotFound, ValueError) as e:
         raise click.ClickException(str(e)) from None
+    if fast:
+        from ..models.fast import accelerated
+
+        bb = accelerated(bb, "bf16", compile=True)
     bar = tqdm(total=len(names) * len(kinds) * count, desc="bench", unit="edit")
     report = run_benchmark(bb, ev, names, kinds, count, out, seed, configs, overwrite,
                            progress=lambda row: bar.update(1), paper_nets=nets)

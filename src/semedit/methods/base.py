@@ -174,7 +174,8 @@ def register(name: str, config: type, layout: bool = False, mask: bool = False, 
 
 
 def provenance(method: str, config, seed: int, backbone) -> dict:
-    return {"method": method, "config": dataclasses.asdict(config), "seed": seed, "model": backbone.name}
+    return {"method": method, "config": dataclasses.asdict(config), "seed": seed, "model": backbone.name,
+            **({} if backbone.networks == "eager" else {"networks": backbone.networks})}
 
 
 def make_config(method: str, **overrides):

@@ -38,6 +38,7 @@ class Backbone:
     device: torch.device = torch.device("cpu")
     dtype: torch.dtype = torch.float32
     root: Path | None = None  # the folder it was loaded from (a family keeps methods' trained parts there)
+    networks: str = "eager"  # how the U-Net and ControlNets run (models.fast.accelerated: e.g. "bf16, compiled")
 
     @property
     def vae_scale_factor(self) -> int:

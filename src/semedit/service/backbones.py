@@ -5,23 +5,26 @@ from __future__ import annotations
 import threading
 
 from ..models.backbone import TOON64, Backbone, BackboneNotFound, load_backbone
+from ..models.fast import accelerated
 
 _CACHE: dict[tuple, Backbone] = {}
 _LOCK = threading.Lock()
 
 
-def get_backbone(model: str = TOON64, controlnets: dict[str, str] | None = None) -> Backbone:
+def get_backbone(model: str = TOON64, controlnets: dict[str, str] | None = None, fast: bool = False) -> Backbone:
     """`load_backbone(model, controlnets)`, cached by its arguments; a model that is missing is an
-    `InputError` that says how to get it."""
+    `InputError` that says how to get it. `fast`: its U-Net and ControlNets in bfloat16, compiled
+    (`models.fast.accelerated`; each new call shape compiles once per process, for long-lived processes)."""
     from .inputs import InputError
 
-    key = (model, tuple(sorted((controlnets or {}).items())))
+    key = (model, tuple(sorted((controlnets or {}).items())), bool(fast))
     with _LOCK:
         if key not in _CACHE:
             try:
-                _CACHE[key] = load_backbone(model, controlnets=controlnets or None)
+                bb = load_backbone(model, controlnets=controlnets or None)
             except (BackboneNotFound, ValueError) as e:
                 raise InputError(str(e)) from None
+            _CACHE[key] = accelerated(bb, "bf16", compile=True) if fast else bb
         return _CACHE[key]
 
 

@@ -33,10 +33,10 @@ def run_with_progress(method: str, backbone, request: EditRequest, config=None, 
 def run_prepared_edit(prepared: PreparedEdit, method: str, config=None, model: str = TOON64,
                       controlnets: dict | None = None, seed: int = 0,
                       progress: Callable[[NetworkCalls], None] | None = None,
-                      cancel: threading.Event | None = None) -> EditResult:
+                      cancel: threading.Event | None = None, fast: bool = False) -> EditResult:
     """A checked edit (`prepare_edit`) run on the (cached) backbone `model`; the provenance gains the
     prompts, the input and the attribute changes."""
-    backbone = get_backbone(model, controlnets)
+    backbone = get_backbone(model, controlnets, fast)
     result = run_with_progress(method, backbone, prepared.request(backbone, method), config, seed, progress, cancel)
     result.provenance.update(prepared.provenance())
     return result
