@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import sys
 import time
 
 import torch
@@ -67,8 +68,6 @@ class FastNetwork(torch.nn.Module):
 
 
 def _compiled_frames() -> int:
-    import sys
-
     dynamo = sys.modules.get("torch._dynamo.utils")
     return 0 if dynamo is None else int(dynamo.counters["stats"]["unique_graphs"])
 
@@ -77,7 +76,7 @@ def accelerated(backbone, precision: str = "bf16", compile: bool = False):
     """A copy of `backbone` whose U-Net and ControlNets take the fast path (see the module notes); the
     VAE, text encoder and CLIP are shared with `backbone` unchanged. `compile` uses inductor with frozen
     weights (`torch._inductor.config.freezing`): each call signature and batch size compiles once per process
-(about a minute each on a 2-core CPU), for processes that run many edits."""
+    (up to a minute each on a 2-core CPU), for processes that run many edits."""
     if compile:
         import torch._dynamo.config as dynamo_config
         import torch._inductor.config as inductor_config

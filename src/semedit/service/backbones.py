@@ -8,7 +8,7 @@ from ..models.backbone import TOON64, Backbone, BackboneNotFound, load_backbone
 from ..models.fast import accelerated
 
 _CACHE: dict[tuple, Backbone] = {}
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()
 
 
 def get_backbone(model: str = TOON64, controlnets: dict[str, str] | None = None, fast: bool = False) -> Backbone:
@@ -20,11 +20,13 @@ def get_backbone(model: str = TOON64, controlnets: dict[str, str] | None = None,
     key = (model, tuple(sorted((controlnets or {}).items())), bool(fast))
     with _LOCK:
         if key not in _CACHE:
-            try:
-                bb = load_backbone(model, controlnets=controlnets or None)
-            except (BackboneNotFound, ValueError) as e:
-                raise InputError(str(e)) from None
-            _CACHE[key] = accelerated(bb, "bf16", compile=True) if fast else bb
+            if fast:  # shares the default backbone's weights
+                _CACHE[key] = accelerated(get_backbone(model, controlnets), "bf16", compile=True)
+            else:
+                try:
+                    _CACHE[key] = load_backbone(model, controlnets=controlnets or None)
+                except (BackboneNotFound, ValueError) as e:
+                    raise InputError(str(e)) from None
         return _CACHE[key]
 
 
