@@ -28,8 +28,7 @@ def edit(image, method: str = "ito", *, target: str | None = None, source: str |
     are the method's config fields (paper defaults otherwise). With `output` the result is saved as
     `semedit edit` saves it. `fast` runs the networks in bfloat16, compiled (about 2x faster per call
     once compiled; the first call of each shape in a process compiles; outputs within bf16's tolerance,
-    docs/benchmark.md "Speed"). Bad
-    input raises `InputError` (a ValueError) before any model runs."""
+    docs/benchmark.md "Speed"). Bad input raises `InputError` (a ValueError) before any model runs."""
     config = make_config(method, **settings)
     if output is not None:
         check_new_files(result_paths(check_png_path(output)), overwrite)

@@ -419,7 +419,8 @@ def run_benchmark(backbone, evaluator, methods: list[str], kinds, n: int, out_di
     meta = {"model": backbone.name, "methods": methods, "kinds": list(kinds), "n": n, "seed": seed,
             "configs": {m: _config_dict(m, (configs or {}).get(m)) for m in methods},
             "wall_seconds": round(time.perf_counter() - t0, 1),
-            "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None}
+            "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
+            **({} if backbone.networks == "eager" else {"networks": backbone.networks})}
     outputs = {_output_key(r): r["output"] for r in rows if "output" in r}
 
     def keep(path):
