@@ -47,6 +47,7 @@ class _FakeBackbone:
     clip: object = None
     clip_processor: object = None
     unet: object = None
+    networks: str = "eager"
 
     def __post_init__(self):  # networks that are never called: the fake methods make their own outputs
         self.controlnets = {"pose": torch.nn.Identity(), "scribble": torch.nn.Identity()}
