@@ -230,6 +230,7 @@ def lever_table(bb, device, repeats: int) -> dict:
         "fp32, torch.compile (inductor, frozen weights)": (accelerated(bb, "fp32", compile=True), True),
         "bf16, torch.compile (inductor, frozen weights)": (accelerated(bb, "bf16", compile=True), True),
     }
+
     def text_to_image(b, inference: bool):
         with torch.inference_mode() if inference else torch.no_grad():
             null, text = encode_text(b, ["", PROMPT]).chunk(2)
@@ -238,15 +239,13 @@ def lever_table(bb, device, repeats: int) -> dict:
     reference = text_to_image(bb, True)
     rows = {}
     for name, (b, inference) in variants.items():
-        def fn(b=b, inference=inference):
-            return text_to_image(b, inference)
         t0 = time.perf_counter()
-        image = fn()
+        image = text_to_image(b, inference)
         first = time.perf_counter() - t0
         walls = []
         for _ in range(repeats):
             t0 = time.perf_counter()
-            fn()
+            text_to_image(b, inference)
             walls.append(time.perf_counter() - t0)
         diff = np.abs(image.astype(int) - reference.astype(int))
         rows[name] = {"seconds": statistics.median(walls), "first_call_seconds": first,
