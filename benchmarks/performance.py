@@ -104,17 +104,12 @@ class PeakMemory:
 
 def diffusers_runs(bb, request, layout: np.ndarray, seed: int = 0) -> dict:
     """The diffusers pipelines on the same components, as a user calls them (DDIM, the methods' settings)."""
-    from diffusers import (DDIMInverseScheduler, DDIMScheduler, StableDiffusionControlNetPipeline,
-                           StableDiffusionDiffEditPipeline, StableDiffusionImg2ImgPipeline, StableDiffusionPipeline)
+    from diffusers import DDIMInverseScheduler, StableDiffusionDiffEditPipeline, StableDiffusionImg2ImgPipeline
 
-    parts = dict(vae=bb.vae, text_encoder=bb.text_encoder, tokenizer=bb.tokenizer, unet=bb.unet,
-                 scheduler=DDIMScheduler.from_config(bb.scheduler_config), safety_checker=None,
-                 feature_extractor=None, requires_safety_checker=False)
-    t2i = StableDiffusionPipeline(**parts)
-    img2img = StableDiffusionImg2ImgPipeline(**parts)
-    diffedit = StableDiffusionDiffEditPipeline(
-        **parts, inverse_scheduler=DDIMInverseScheduler.from_config(bb.scheduler_config))
-    control = StableDiffusionControlNetPipeline(controlnet=bb.controlnets["pose"], **parts)
+    t2i, control = bb.pipeline(), bb.pipeline("pose")  # DDIM over the backbone's own components
+    img2img = StableDiffusionImg2ImgPipeline.from_pipe(t2i)
+    diffedit = StableDiffusionDiffEditPipeline.from_pipe(
+        t2i, inverse_scheduler=DDIMInverseScheduler.from_config(bb.scheduler_config))
     for p in (t2i, img2img, diffedit, control):
         p.set_progress_bar_config(disable=True)
     size, pil, gen = bb.image_size, Image.fromarray(request.image), lambda: torch.Generator().manual_seed(seed)

@@ -108,9 +108,9 @@ def bench(methods, kinds, count, model, evaluator, settings, seed, out, overwrit
     except (BackboneNotFound, ValueError) as e:
         raise click.ClickException(str(e)) from None
     if fast:
-        from ..models.fast import accelerated
+        from ..models.fast import fast_backbone
 
-        bb = accelerated(bb, "bf16", compile=True)
+        bb = fast_backbone(bb)
     bar = tqdm(total=len(names) * len(kinds) * count, desc="bench", unit="edit")
     report = run_benchmark(bb, ev, names, kinds, count, out, seed, configs, overwrite,
                            progress=lambda row: bar.update(1), paper_nets=nets)

@@ -87,3 +87,8 @@ def accelerated(backbone, precision: str = "bf16", compile: bool = False):
         backbone, networks=f"{precision}{', compiled' if compile else ''}",
         unet=FastNetwork(backbone.unet, precision, compile),
         controlnets={k: FastNetwork(v, precision, compile) for k, v in backbone.controlnets.items()})
+
+
+def fast_backbone(backbone):
+    """What `fast` / `--fast` means everywhere: bfloat16, compiled (the fastest measured, docs/benchmark.md)."""
+    return accelerated(backbone, "bf16", compile=True)

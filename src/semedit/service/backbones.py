@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 
 from ..models.backbone import TOON64, Backbone, BackboneNotFound, load_backbone
-from ..models.fast import accelerated
+from ..models.fast import fast_backbone
 
 _CACHE: dict[tuple, Backbone] = {}
 _LOCK = threading.RLock()
@@ -21,7 +21,7 @@ def get_backbone(model: str = TOON64, controlnets: dict[str, str] | None = None,
     with _LOCK:
         if key not in _CACHE:
             if fast:  # shares the default backbone's weights
-                _CACHE[key] = accelerated(get_backbone(model, controlnets), "bf16", compile=True)
+                _CACHE[key] = fast_backbone(get_backbone(model, controlnets))
             else:
                 try:
                     _CACHE[key] = load_backbone(model, controlnets=controlnets or None)
