@@ -84,7 +84,7 @@ def test_an_edit_runs_to_a_result_with_provenance_and_a_download(client):
 @pytest.mark.parametrize("body, message", [
     ({"method": "nope"}, "unknown method"),
     ({"method": "sdedit", "settings": {"strength": 2}}, "strength must be in"),
-    ({"method": "sdedit", "target": "x"}, "source prompt"),
+    ({"method": "diffedit", "target": "x"}, "source prompt"),
     ({"method": "sdedit", "source": "x", "target": "x"}, "nothing to edit"),
     ({"method": "sdedit", "source": "x", "target": "y", "mask": "FULL"}, "sdedit takes no mask"),
     ({"method": "sdedit", "source": "x", "target": "y", "image": "BIG"}, f"the model needs {SIZE}x{SIZE}"),

@@ -191,7 +191,7 @@ def create_app(model: str = TOON64, data: str | Path = "semedit-data", controlne
                 mask=saved(body.mask, "mask", "the mask") if body.mask else None,
                 controls={k: saved(v, f"control-{k}", f"the {k} map") for k, v in body.controls.items()},
                 source_controls={k: saved(v, f"source-{k}", f"the input's {k} map")
-                                 for k, v in body.source_controls.items()}))
+                                 for k, v in body.source_controls.items()}), method=body.method)
             prepared.request(backbone(), body.method)  # every check before the edit is queued
         except (ValueError, TypeError) as e:
             shutil.rmtree(folder)

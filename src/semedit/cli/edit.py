@@ -14,9 +14,10 @@ from .common import user_errors
 _IMAGE = click.Path(exists=True, dir_okay=False, path_type=Path)
 
 
-def _edit_params(segmentation: bool = False) -> list[click.Parameter]:
+def _edit_params(segmentation: bool = False, layers: bool = False) -> list[click.Parameter]:
     """The options of a method: what to edit, how to say the edit (prompts and layouts, or for methods that
-    edit by segmentation map the maps), the model, the outputs."""
+    edit by segmentation map the maps; layered methods also the subject and background parts), the model,
+    the outputs."""
     by_text_and_layout = [
         click.Option(["-t", "--target"], default=None, help="Target prompt: the edited image's description. "
                      "Optional for layout-only edits (then the source prompt is kept)."),
@@ -29,7 +30,9 @@ def _edit_params(segmentation: bool = False) -> list[click.Parameter]:
                      show_default=True, help="With --set: also give the target pose drawing or scribble of the "
                                              "changed record (a layout edit)."),
         click.Option(["--mask"], type=_IMAGE, default=None,
-                     help="Greyscale PNG, white = may change (methods that estimate a mask skip estimation)."),
+                     help="Greyscale PNG, white = the subject, whose identity is kept (M_r; default: segmented)."
+                     if layers else "Greyscale PNG, white = may change (methods that estimate a mask skip "
+                                    "estimation)."),
         click.Option(["--pose"], type=_IMAGE, default=None, help="Target pose drawing (needs a pose ControlNet)."),
         click.Option(["--scribble"], type=_IMAGE, default=None,
                      help="Target scribble map (needs a scribble ControlNet)."),
@@ -59,9 +62,20 @@ def _edit_params(segmentation: bool = False) -> list[click.Parameter]:
         click.Option(["--roi", "mask"], type=_IMAGE, default=None,
                      help="Greyscale PNG, white = the ROI (default: the pixels whose class changes, dilated)."),
     ]
+    by_layers = [
+        click.Option(["--object", "object_prompt"], default=None,
+                     help="The target's subject part T_a, e.g. \"a woman, laughing, in a santa costume\" (default: "
+                          "the target without its last clause; for --set edits the changed record's subject)."),
+        click.Option(["--background", "background_prompt"], default=None,
+                     help="The target's background part T_b, e.g. \"on a beach\" (default: the target's last "
+                          "clause; for --set edits the changed record's background)."),
+        click.Option(["--reference-background"], type=_IMAGE, default=None,
+                     help="A picture whose background the edit takes, as closely as it can (§4.2)."),
+    ]
     return [
         click.Argument(["image"], type=_IMAGE),
         *(by_map if segmentation else by_text_and_layout),
+        *(by_layers if layers else []),
         click.Option(["--model"], default="toon-64", show_default=True,
                      help="toon-64, a diffusers SD folder or a hub id."),
         click.Option(["--seed"], type=click.IntRange(0), default=0, show_default=True),
@@ -106,7 +120,7 @@ def _method_help(method) -> str:
 
 
 def edit_command(name: str, method) -> click.Command:
-    shared = _edit_params(method.segmentation)
+    shared = _edit_params(method.segmentation, method.layers)
     settings = config_options(method.config)
     clash = {p.name for p in shared} & {p.name for p in settings}
     if clash:
@@ -142,8 +156,10 @@ def run_edit_command(name: str, kw: dict, settings: dict) -> None:
         prepared = prepare_edit(EditInputs(
             image=kw["image"], target=kw.get("target"), source=kw.get("source"), changes=parse_changes(kw["changes"]),
             layout_from_changes=None if layout == "none" else layout, mask=kw["mask"], controls=controls,
-            source_controls=source_controls, seg=kw.get("seg"), source_seg=kw.get("source_seg")),
-            kw["model"])  # pictures read before the model
+            source_controls=source_controls, seg=kw.get("seg"), source_seg=kw.get("source_seg"),
+            object_prompt=kw.get("object_prompt"), background_prompt=kw.get("background_prompt"),
+            reference_background=kw.get("reference_background")),
+            kw["model"], name)  # pictures read before the model
         controlnets = parse_named(kw.get("controlnet", ()), "--controlnet", must_exist=False)
         prepared.request(get_backbone(kw["model"], controlnets), name)  # all the method checks, before it runs
     for note in prepared.notes:

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 _PHASE: contextvars.ContextVar[tuple[str, int] | None] = contextvars.ContextVar("semedit_phase", default=None)
+_UNET_HOOKS: contextvars.ContextVar[tuple | None] = contextvars.ContextVar("semedit_unet_hooks", default=None)
 
 
 @dataclass
@@ -65,8 +66,20 @@ def count_network_calls(backbone, before_unet: Callable[[NetworkCalls], None] | 
     hooks = [backbone.unet.register_forward_pre_hook(unet_pre, with_kwargs=True),
              backbone.unet.register_forward_hook(unet_post, with_kwargs=True)]
     hooks += [net.register_forward_hook(controlnet_post, with_kwargs=True) for net in backbone.controlnets.values()]
+    token = _UNET_HOOKS.set((unet_pre, unet_post))
     try:
         yield calls
     finally:
+        _UNET_HOOKS.reset(token)
         for h in hooks:
             h.remove()
+
+
+def counted_as_unet(module):
+    """`module`, a stand-in for the backbone's U-Net made during an edit (a fine-tuned copy), with the active
+    counter's U-Net hooks, so its calls count (and report progress) as the U-Net's. Returns the module."""
+    hooks = _UNET_HOOKS.get()
+    if hooks is not None:
+        module.register_forward_pre_hook(hooks[0], with_kwargs=True)
+        module.register_forward_hook(hooks[1], with_kwargs=True)
+    return module

@@ -21,7 +21,7 @@ import numpy as np
 
 from ..models.evaluator import segmentation_accuracy
 from ..world import (CATEGORICAL, IDENTITY_FIELDS, CAPTION_FIELDS, GroundTruthEdit, colourise_seg, describe,
-                     ground_truth_edit, layout_map, observable, render, resize_square, sample_record)
+                     ground_truth_edit, layer_captions, layout_map, observable, render, resize_square, sample_record)
 from ..files import check_new_files, write_together
 from .metrics import frechet_distance, mae, psnr, ssim
 from .paper_nets import PaperNets, arcface_similarity, inception_features, lpips_distance
@@ -34,6 +34,8 @@ class TaskKind:
     attribute: str  # the attribute the edit changes (and the evaluator judges)
     condition: str  # "text", "pose", "scribble" or "map" (an edited segmentation map): what tells the method the edit
     caption_field: str | None  # the caption field naming the attribute (dropped from layout tasks' prompts)
+    also: str | None = None  # a second attribute changed at once (compound tasks: the background)
+    reference: bool = False  # the method may also take a picture of the target background (layered methods)
 
 
 TASK_KINDS: dict[str, TaskKind] = {
@@ -52,10 +54,16 @@ TASK_KINDS: dict[str, TaskKind] = {
     "map-hair": TaskKind("hair_style", "map", "hair"),
     "map-glasses": TaskKind("glasses", "map", "glasses"),
     "map-beard": TaskKind("beard", "map", "beard"),
+    # compound edits (the LayerDiffusion paper): the subject and the background change at once
+    "compound-costume": TaskKind("costume", "text", "costume", also="background"),
+    "compound-expression": TaskKind("expression", "text", "expression", also="background"),
+    "compound-hair": TaskKind("hair_colour", "text", "hair", also="background"),
+    "compound-reference": TaskKind("costume", "text", "costume", also="background", reference=True),
 }
-KIND_GROUPS = {group: [k for k, v in TASK_KINDS.items() if (v.condition == group) or
-                       (group == "layout" and v.condition in ("pose", "scribble"))]
+KIND_GROUPS = {group: [k for k, v in TASK_KINDS.items() if v.also is None and ((v.condition == group) or
+                       (group == "layout" and v.condition in ("pose", "scribble")))]
                for group in ("text", "layout", "map")}
+KIND_GROUPS["compound"] = [k for k, v in TASK_KINDS.items() if v.also is not None]
 # How a method that takes no map is told a map edit (the paper's comparisons, §4.2 / supp. B.5): SDEdit in
 # stroke mode (the edited map painted into the input), ControlNet-only by the edited scribble, every other
 # method by the target prompt.
@@ -78,10 +86,12 @@ class BenchTask:
     target_prompt: str
     controls: dict[str, np.ndarray] = field(default_factory=dict)
     source_controls: dict[str, np.ndarray] = field(default_factory=dict)
+    reference_image: np.ndarray | None = None  # compound-reference: another person in the target background
 
     @property
     def attribute(self) -> str:
         return TASK_KINDS[self.kind].attribute
+
 
     @property
     def target_value(self):
@@ -104,11 +114,15 @@ def make_task(kind: str, index: int, seed: int = 0) -> BenchTask:
         else:
             values = [v for v in CATEGORICAL[tk.attribute] if v != getattr(src, tk.attribute)]
             change = {tk.attribute: values[int(rng.integers(len(values)))]}
+        if tk.also is not None:
+            values = [v for v in CATEGORICAL[tk.also] if v != getattr(src, tk.also)]
+            change[tk.also] = values[int(rng.integers(len(values)))]
         try:
             e = ground_truth_edit(src, TASK_SIZE, **change)
         except ValueError:  # e.g. a beard on a woman
             continue
-        if tk.attribute != "head_x" and not (observable(src)[tk.attribute] and observable(e.target)[tk.attribute]):
+        judged = [a for a in (tk.attribute, tk.also) if a not in (None, "head_x")]
+        if not all(observable(src)[a] and observable(e.target)[a] for a in judged):
             continue
         if tk.condition == "map" and np.array_equal(e.source_render.seg, e.target_render.seg):
             continue  # the change shows in no pixel's class
@@ -126,7 +140,12 @@ def make_task(kind: str, index: int, seed: int = 0) -> BenchTask:
         sp = tp = describe(src, fields)
         controls = {tk.condition: layout_map(e.target_render, tk.condition)}
         source_controls = {tk.condition: layout_map(e.source_render, tk.condition)}
-    return BenchTask(kind, index, int(ss.generate_state(1)[0]), e, sp, tp, controls, source_controls)
+    reference = None
+    if tk.reference:  # someone else, in the same scene as the ground truth
+        other = sample_record(int(rng.integers(2**31))).replace(background=e.target.background,
+                                                                 scene_seed=e.target.scene_seed)
+        reference = render(other, TASK_SIZE).image
+    return BenchTask(kind, index, int(ss.generate_state(1)[0]), e, sp, tp, controls, source_controls, reference)
 
 
 def make_tasks(kinds, n: int, seed: int = 0) -> list[BenchTask]:
@@ -206,10 +225,15 @@ def task_request(task: BenchTask, size: int, method: str | None = None):
             image = stroke_image(task)
         if given != "scribble":
             controls, source_controls = {}, {}
+    layers = {}
+    if method is not None and REGISTRY[method].layers:
+        object_prompt, background_prompt = layer_captions(task.edit.target)
+        layers = dict(object_prompt=object_prompt, background_prompt=background_prompt, reference_image=None
+                      if task.reference_image is None else resize_square(task.reference_image, size))
     return EditRequest(image=resize_square(image, size), target_prompt=task.target_prompt,
                        source_prompt=task.source_prompt,
                        controls={k: resize_square(v, size) for k, v in controls.items()},
-                       source_controls={k: resize_square(v, size) for k, v in source_controls.items()})
+                       source_controls={k: resize_square(v, size) for k, v in source_controls.items()}, **layers)
 
 
 def run_method(method: str, backbone, tasks: list[BenchTask], config=None, progress=None) -> list[dict]:
@@ -276,6 +300,10 @@ def score(rows: list[dict], tasks: list[BenchTask], evaluator, clip=None, clip_p
             r["edit_success"] = float(abs(p["head_x"] - t.target_value) < POSE_SUCCESS_PX)
         else:
             r["edit_success"] = float(p[t.attribute] == t.target_value)
+        if (also := TASK_KINDS[t.kind].also) is not None:  # compound: both changes must succeed
+            r["subject_success"] = r["edit_success"]
+            r["background_success"] = float(p[also] == getattr(e.target, also))
+            r["edit_success"] = r["subject_success"] * r["background_success"]
         r["segmentation_accuracy_in_region"] = segmentation_accuracy(segs[i], e.target_render.seg, e.region)
         if TASK_KINDS[t.kind].condition == "map":  # the paper's Table 2: outside and inside its ROI m
             m = roi_of(t)
@@ -292,7 +320,8 @@ def score(rows: list[dict], tasks: list[BenchTask], evaluator, clip=None, clip_p
 
 
 PAPER_NET_METRICS = ("lpips_source", "lpips_gt", "arcface_identity")  # only with the user's networks
-METRICS = ("preservation_mae", "preservation_psnr", "preservation_ssim", "edit_success",
+METRICS = ("preservation_mae", "preservation_psnr", "preservation_ssim", "edit_success", "subject_success",
+           "background_success",
            "segmentation_accuracy_in_region", "roi_mae", "roi_psnr", "roi_segmentation_accuracy", "gt_mae", "gt_ssim",
            "identity_agreement", "clip_score", "clip_directional", *PAPER_NET_METRICS, "unet_evaluations", "seconds",
            "peak_memory_mib")
@@ -339,6 +368,7 @@ def markdown_table(summary: dict, frechet: dict, kinds, fid: dict | None = None,
                    not_computed: str | None = None) -> str:
     cols = [("preservation_mae", "MAE out ↓", "{:.4f}"), ("preservation_psnr", "PSNR out ↑", "{:.1f}"),
             ("preservation_ssim", "SSIM out ↑", "{:.3f}"), ("edit_success", "success ↑", "{:.2f}"),
+            ("subject_success", "subject ✓ ↑", "{:.2f}"), ("background_success", "background ✓ ↑", "{:.2f}"),
             ("segmentation_accuracy_in_region", "seg acc in ↑", "{:.2f}"), ("roi_mae", "MAE out m ↓", "{:.4f}"),
             ("roi_psnr", "PSNR out m ↑", "{:.1f}"), ("roi_segmentation_accuracy", "seg acc in m ↑", "{:.2f}"),
             ("gt_mae", "MAE gt ↓", "{:.4f}"),
@@ -349,8 +379,8 @@ def markdown_table(summary: dict, frechet: dict, kinds, fid: dict | None = None,
             ("unet_evaluations", "U-Net evals", "{:.0f}"), ("seconds", "s / edit", "{:.2f}"),
             ("peak_memory_mib", "peak MiB", "{:.0f}")]
     computed = {key for by in summary.values() for s in by.values() for key in s}
-    cols = [c for c in cols if c[0] not in (*PAPER_NET_METRICS, "roi_mae", "roi_psnr", "roi_segmentation_accuracy")
-            or c[0] in computed]
+    cols = [c for c in cols if c[0] not in (*PAPER_NET_METRICS, "roi_mae", "roi_psnr", "roi_segmentation_accuracy",
+                                            "subject_success", "background_success") or c[0] in computed]
     lines = []
     for k in [*kinds, "all"]:
         lines += [f"\n**{k}**\n", "| method | n | " + " | ".join(c[1] for c in cols) + " |",
@@ -392,11 +422,12 @@ def grid(tasks: list[BenchTask], rows: list[dict], methods: list[str], per_kind:
         if t.index >= per_kind:
             continue
         cond = colourise_seg(t.edit.target_render.seg) if TASK_KINDS[t.kind].condition == "map" else \
-            next(iter(t.controls.values()), blank)
+            t.reference_image if t.reference_image is not None else next(iter(t.controls.values()), blank)
         row = [t.edit.source_render.image, cond, t.edit.target_render.image]
         row += [by.get((m, t.kind, t.index), {}).get("output", blank) for m in methods]
         cells.append(row)
-        left.append(f"{t.kind} -> {t.target_value}")
+        also = TASK_KINDS[t.kind].also
+        left.append(f"{t.kind} -> {t.target_value}" + (f", {getattr(t.edit.target, also)}" if also else ""))
     img = zoom_nearest(grid_of(cells), zoom)
     return labelled(img, left, ["input", "condition", "ground truth", *methods], (TASK_SIZE + 2) * zoom, 2 * zoom)
 

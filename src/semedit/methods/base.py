@@ -20,7 +20,9 @@ class EditRequest:
     `mask` (HxW, nonzero = may change) is optional for methods that estimate their own;
     `controls` / `source_controls` map ControlNet names to target / original layout maps
     (uint8 HxWx3 drawings or HxW scribbles); `edited_seg` is an edited segmentation map (HxW class ids)
-    and `source_seg` the input's own, if known.
+    and `source_seg` the input's own, if known. Methods that edit in layers (LayerDiffusion) also take the
+    target's subject and background parts (`object_prompt`, `background_prompt`) and a picture whose
+    background to take (`reference_image`).
     """
     image: np.ndarray
     target_prompt: str
@@ -30,6 +32,9 @@ class EditRequest:
     source_controls: dict[str, np.ndarray] = field(default_factory=dict)
     edited_seg: np.ndarray | None = None
     source_seg: np.ndarray | None = None
+    object_prompt: str = ""
+    background_prompt: str = ""
+    reference_image: np.ndarray | None = None
 
     def validate(self, size: int, controlnets=()) -> None:
         """Clear errors for bad input, before any model runs."""
@@ -53,6 +58,13 @@ class EditRequest:
                                      f"{', '.join(controlnets) or 'no ControlNets'}")
                 if np.asarray(m).shape[:2] != (size, size):
                     raise ValueError(f"{kind}[{name!r}] is {np.asarray(m).shape}; it must be {size}x{size}")
+        if self.reference_image is not None:
+            ref = np.asarray(self.reference_image)
+            if ref.dtype != np.uint8 or ref.shape != (size, size, 3):
+                raise ValueError(f"the reference image must be uint8 {size}x{size}x3 like the image, got {ref.dtype} "
+                                 f"{ref.shape}")
+        if not isinstance(self.object_prompt, str) or not isinstance(self.background_prompt, str):
+            raise ValueError("prompts must be strings")
         for what, seg in (("the edited map", self.edited_seg), ("the input's map", self.source_seg)):
             if seg is not None and np.asarray(seg).shape != (size, size):
                 raise ValueError(f"{what} is {np.asarray(seg).shape}; it must be {size}x{size} like the image")
@@ -161,14 +173,17 @@ class Method:
     layout: bool = False  # takes layout conditions (ControlNet maps) besides text
     mask: bool = False  # takes a user mask of the region that may change
     segmentation: bool = False  # takes an edited segmentation map (and no prompt)
+    layers: bool = False  # takes the target's subject and background prompts and a reference background
+    source: bool = True  # reads the source prompt (the input's description)
 
 
 REGISTRY: dict[str, Method] = {}
 
 
-def register(name: str, config: type, layout: bool = False, mask: bool = False, segmentation: bool = False):
+def register(name: str, config: type, layout: bool = False, mask: bool = False, segmentation: bool = False,
+             layers: bool = False, source: bool = True):
     def deco(fn):
-        REGISTRY[name] = Method(name, fn, config, layout, mask, segmentation)
+        REGISTRY[name] = Method(name, fn, config, layout, mask, segmentation, layers, source)
         return fn
     return deco
 
@@ -230,6 +245,11 @@ def check_request(method: str, backbone, request: EditRequest, config=None) -> N
     if request.mask is not None and not REGISTRY[method].mask:
         takers = ", ".join(sorted(m for m, entry in REGISTRY.items() if entry.mask))
         raise ValueError(f"{method} takes no mask: it does not restrict the edit to a region ({takers} do)")
+    given = [what for what, v in (("object prompt", request.object_prompt), ("background prompt",
+             request.background_prompt), ("reference background", request.reference_image is not None)) if v]
+    if given and not REGISTRY[method].layers:
+        takers = ", ".join(sorted(m for m, entry in REGISTRY.items() if entry.layers))
+        raise ValueError(f"{method} does not edit in layers: it takes no {' or '.join(given)} ({takers} do)")
     takes_map = REGISTRY[method].segmentation
     if request.edited_seg is not None and not takes_map:
         takers = ", ".join(sorted(m for m, entry in REGISTRY.items() if entry.segmentation))

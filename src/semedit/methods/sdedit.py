@@ -25,7 +25,7 @@ class SDEditConfig(MethodConfig):
         self.require_steps(strength=self.strength)
 
 
-@register("sdedit", SDEditConfig)
+@register("sdedit", SDEditConfig, source=False)
 @torch.no_grad()
 def sdedit(backbone, request: EditRequest, config: SDEditConfig = SDEditConfig(), seed: int = 0) -> EditResult:
     z0 = encode_image(backbone, request.image)

@@ -62,7 +62,7 @@ class Backbone:
         return StableDiffusionControlNetPipeline(controlnet=self.controlnets[controlnet], **parts)
 
 
-def _resolve(name_or_path: str, what: str, allow_patterns=None) -> Path:
+def resolve_folder(name_or_path: str, what: str, allow_patterns=None) -> Path:
     """A local folder for a path or a hub id (cache first, then the hub unless offline)."""
     p = Path(name_or_path).expanduser()
     if p.exists():
@@ -113,7 +113,7 @@ def _check_sd_folder(root: Path, name: str) -> None:
 def _model_root(name_or_path: str) -> Path:
     if name_or_path == TOON64:
         return TOON64_DIR
-    root = _resolve(name_or_path, "model")
+    root = resolve_folder(name_or_path, "model")
     _check_sd_folder(root, name_or_path)
     return root
 
@@ -182,7 +182,7 @@ def load_backbone(name_or_path: str = TOON64, controlnets=None, clip: str | None
             controlnets = {c: available[c] for c in controlnets}
         clip = clip or (root / "clip" if (root / "clip" / "config.json").exists() else None)
     else:
-        root, name = _resolve(name_or_path, "model"), name_or_path
+        root, name = resolve_folder(name_or_path, "model"), name_or_path
         _check_sd_folder(root, name_or_path)
         if isinstance(controlnets, (list, tuple)):
             raise ValueError("for a model other than toon-64, pass controlnets as {name: folder or hub id}")
@@ -199,11 +199,11 @@ def load_backbone(name_or_path: str = TOON64, controlnets=None, clip: str | None
     sched.update(clip_sample=False, set_alpha_to_one=False)  # SD-style DDIM (see DDIMScheduler docs)
     nets = {}
     for cn_name, where in controlnets.items():
-        folder = _resolve(str(where), f"ControlNet {cn_name!r}")
+        folder = resolve_folder(str(where), f"ControlNet {cn_name!r}")
         nets[cn_name] = _load_part(ControlNetModel.from_pretrained, folder, str(where), f"{cn_name} ControlNet", **kw)
     clip_model = clip_proc = None
     if clip is not None:
-        clip_root = _resolve(str(clip), "CLIP model")
+        clip_root = resolve_folder(str(clip), "CLIP model")
         clip_model = _load_part(CLIPModel.from_pretrained, clip_root, str(clip), "CLIP", **kw)
         clip_proc = _load_part(CLIPProcessor.from_pretrained, clip_root, str(clip), "CLIP processor")
     bb = Backbone(name=name, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,

@@ -12,8 +12,8 @@ import numpy as np
 from ..methods import REGISTRY, EditRequest
 from ..methods.base import check_request
 from ..models.backbone import image_size_of
-from ..world import (CATEGORICAL, LAYOUT_KINDS, POSE_RANGES, SEG_PALETTE, ToonRecord, describe, layout_map, render,
-                     resize_square, scribble_map)
+from ..world import (CATEGORICAL, LAYOUT_KINDS, POSE_RANGES, SEG_PALETTE, ToonRecord, describe, layer_captions,
+                     layout_map, render, resize_square, scribble_map)
 
 Picture = str | Path | np.ndarray  # a file, or uint8 HxWx3 / HxW
 
@@ -185,6 +185,9 @@ class EditInputs:
     record: ToonRecord | None = None  # the input's record; read from a toon PNG when None
     seg: Picture | None = None  # the edited segmentation map (map-editing methods)
     source_seg: Picture | None = None  # the input's own map (estimated by the method when None)
+    object_prompt: str | None = None  # layered methods: the target's subject part (T_a); derived for --set edits
+    background_prompt: str | None = None  # and its background part (T_b)
+    reference_background: Picture | None = None  # layered methods: a picture whose background to take
 
 
 @dataclass
@@ -212,6 +215,8 @@ class PreparedEdit:
     def provenance(self) -> dict:
         inputs = self.inputs
         out = {"source_prompt": self.source, "target_prompt": self.target}
+        if inputs.reference_background is not None and not isinstance(inputs.reference_background, np.ndarray):
+            out["reference_background"] = str(inputs.reference_background)
         if not isinstance(inputs.image, np.ndarray):
             out["input"] = str(inputs.image)
         if inputs.changes:
@@ -235,6 +240,9 @@ class PreparedEdit:
                                                                            "the input's map")):
             if picture is not None:
                 pictures[key] = read_segmentation(picture, size, what)
+        if inputs.reference_background is not None:
+            pictures["reference"] = read_picture(inputs.reference_background, size, "the reference background",
+                                                 notes=notes)
         if inputs.mask is not None:
             mask = read_picture(inputs.mask, size, "the mask", mode="L", notes=notes)
             pictures["mask"] = mask > 0 if isinstance(inputs.mask, np.ndarray) else mask > 127  # files: white
@@ -275,9 +283,15 @@ class PreparedEdit:
             edited_seg = resize_square(render(self.edited, 64).seg, size, nearest=True).astype(np.int64)
             if source_seg is None:
                 source_seg = resize_square(render(self.record, 64).seg, size, nearest=True).astype(np.int64)
+        object_prompt, background_prompt = self.inputs.object_prompt, self.inputs.background_prompt
+        if method is not None and REGISTRY.get(method) and REGISTRY[method].layers and self.edited is not None:
+            derived = layer_captions(self.edited)  # a toon PNG edited by --set: the changed record's parts
+            object_prompt, background_prompt = object_prompt or derived[0], background_prompt or derived[1]
         request = EditRequest(image=self.pictures["image"], target_prompt=self.target, source_prompt=self.source,
                               mask=self.pictures.get("mask"), controls=controls, source_controls=source_controls,
-                              edited_seg=edited_seg, source_seg=source_seg)
+                              edited_seg=edited_seg, source_seg=source_seg, object_prompt=object_prompt or "",
+                              background_prompt=background_prompt or "",
+                              reference_image=self.pictures.get("reference"))
         try:
             if method is None:
                 request.validate(size, tuple(backbone.controlnets))
@@ -288,13 +302,14 @@ class PreparedEdit:
         return request
 
 
-def prepare_edit(inputs: EditInputs, model: str | None = None) -> PreparedEdit:
+def prepare_edit(inputs: EditInputs, model: str | None = None, method: str | None = None) -> PreparedEdit:
     """Check `inputs` and derive what they leave out (prompts, the edited record), with no model loaded;
-    with `model`, its pictures are read and checked at that model's image size too (from its configs)."""
+    with `model`, its pictures are read and checked at that model's image size too (from its configs). With
+    `method`, a source prompt is asked for only if the method reads one."""
     record = inputs.record if inputs.record is not None else read_record(inputs.image)
     source = inputs.source if inputs.source is not None else (describe(record) if record else None)
-    if source is None and inputs.seg is not None:  # a map edit needs no prompt
-        source = ""
+    if source is None and (inputs.seg is not None or (method in REGISTRY and not REGISTRY[method].source)):
+        source = ""  # a map edit, or a method that reads no source prompt
     if source is None:
         raise InputError("give the source prompt (--source), the input's description; it can only be derived "
                          "for toon PNGs")
@@ -317,6 +332,8 @@ def prepare_edit(inputs: EditInputs, model: str | None = None) -> PreparedEdit:
         raise InputError("give the edit either as an edited map (--seg) or with --set / --target / --pose / --scribble")
     if inputs.source_seg is not None and inputs.seg is None and not inputs.changes:
         raise InputError("the input's map (--source-seg) goes with an edited map (--seg)")
+    if inputs.target is None and inputs.object_prompt and inputs.background_prompt and edited is None:
+        inputs.target = f"{inputs.object_prompt}, {inputs.background_prompt}"  # a layered edit told in its parts
     target = inputs.target if inputs.target is not None else (
         describe(edited) if edited is not None else source if inputs.controls or inputs.seg is not None else None)
     if target is None:

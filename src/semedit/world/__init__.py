@@ -3,7 +3,7 @@ diptychs and dataset export. Pure numpy/PIL (torch datasets over it: `semedit.tr
 
 from .attributes import (CATEGORICAL, IDENTITY_FIELDS, POSE_RANGES, ToonRecord, observable, record_seed, sample_record,
                          with_other_value, with_value)
-from .captions import CAPTION_FIELDS, captions, describe, diptych_caption, sample_prompt
+from .captions import CAPTION_FIELDS, captions, describe, diptych_caption, layer_captions, sample_prompt
 from .edits import EDIT_CLASSES, Diptych, GroundTruthEdit, diptych, ground_truth_edit, region_of, sample_pair
 from .export import export_dataset, read_export, read_toon_record, save_toon_png
 from .maps import LAYOUT_KINDS, draw_pose, layout_map, resize_square, scribble_map
@@ -12,7 +12,7 @@ from .render import SEG_CLASSES, SEG_PALETTE, ToonRender, colourise_seg, pose_ke
 __all__ = [
     "CATEGORICAL", "IDENTITY_FIELDS", "POSE_RANGES", "ToonRecord", "observable", "record_seed", "sample_record",
     "with_other_value", "with_value",
-    "CAPTION_FIELDS", "captions", "describe", "diptych_caption", "sample_prompt",
+    "CAPTION_FIELDS", "captions", "describe", "diptych_caption", "layer_captions", "sample_prompt",
     "EDIT_CLASSES", "Diptych", "GroundTruthEdit", "diptych", "ground_truth_edit", "region_of", "sample_pair",
     "export_dataset", "read_export", "read_toon_record", "save_toon_png", "LAYOUT_KINDS", "draw_pose", "layout_map",
     "resize_square", "scribble_map",

@@ -115,6 +115,13 @@ def captions(rec: ToonRecord) -> dict[str, str]:
     }
 
 
+def layer_captions(rec: ToonRecord) -> tuple[str, str]:
+    """The subject and background parts of a record's caption (T_a and T_b of the LayerDiffusion paper,
+    §3.2.1). The background part names the person too ("a cartoon woman, on a beach"): toon-64's text
+    encoder only ever saw captions that start with the person."""
+    return captions(rec)["subject"], describe(rec, ("presentation", "background"))
+
+
 def diptych_caption(presentation: str) -> str:
     """The MCDM paper's shared prompt for a pair canvas (supplementary: "the same [X] on the left and right")."""
     return f"the same {presentation} on the left and right"
