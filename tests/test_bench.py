@@ -13,7 +13,7 @@ from semedit.eval.bench import (TASK_KINDS, make_task, make_tasks, rejudge, run_
                                 summarise)
 from semedit.methods.base import REGISTRY, EditResult, register
 from semedit.models.evaluator import ToonEvaluator
-from semedit.world import describe, observable
+from semedit.world import describe, layer_captions, observable
 
 
 @dataclass
@@ -48,10 +48,12 @@ class _FakeBackbone:
     clip_processor: object = None
     unet: object = None
     networks: str = "eager"
+    method_defaults: dict = None
 
     def __post_init__(self):  # networks that are never called: the fake methods make their own outputs
         self.controlnets = {"pose": torch.nn.Identity(), "scribble": torch.nn.Identity()}
         self.unet = torch.nn.Identity()
+        self.method_defaults = {}
 
 
 @pytest.fixture(scope="module")
@@ -65,8 +67,9 @@ def test_tasks_are_seeded_and_well_formed(kind):
     a, b, c = make_task(kind, 3), make_task(kind, 3), make_task(kind, 4)
     assert a.edit.source == b.edit.source and a.target_prompt == b.target_prompt and a.seed == b.seed
     assert a.edit.source != c.edit.source
-    attr = TASK_KINDS[kind].attribute
-    assert getattr(a.edit.source, attr) != getattr(a.edit.target, attr) and a.edit.changed == (attr,)
+    attr, also = TASK_KINDS[kind].attribute, TASK_KINDS[kind].also
+    assert getattr(a.edit.source, attr) != getattr(a.edit.target, attr)
+    assert a.edit.changed == ((attr,) if also is None else (attr, also))
     if TASK_KINDS[kind].condition in ("text", "map"):
         assert a.source_prompt == describe(a.edit.source) and a.target_prompt == describe(a.edit.target)
         assert a.source_prompt != a.target_prompt and observable(a.edit.source)[attr] and observable(a.edit.target)[attr]
@@ -174,3 +177,25 @@ def test_map_tasks_tell_each_method_the_edit_its_own_way():
     assert not text.controls and text.edited_seg is None and np.array_equal(text.image, task.edit.source_render.image)
     m = roi_of(task)
     assert m[changed].all() and m.sum() > changed.sum()
+
+
+def test_compound_tasks_change_subject_and_background_and_only_layered_methods_get_the_parts(evaluator):
+    """Both changes at once; layered methods get T_a, T_b (and the reference background), the others the
+    whole target prompt; success needs both changes."""
+    from semedit.eval.bench import task_request
+
+    task = make_task("compound-reference", 0)
+    assert task.edit.source.background != task.edit.target.background
+    assert task.reference_image.shape == (64, 64, 3) and not np.array_equal(task.reference_image,
+                                                                            task.edit.target_render.image)
+    layered = task_request(task, 64, "layered")
+    assert (layered.object_prompt, layered.background_prompt) == layer_captions(task.edit.target)
+    assert np.array_equal(layered.reference_image, task.reference_image)
+    plain = task_request(task, 64, "sdedit")
+    assert plain.reference_image is None and plain.object_prompt == "" and plain.target_prompt == task.target_prompt
+    assert make_task("compound-costume", 0).reference_image is None
+    tasks = make_tasks(["compound-hair"], 2)
+    rows = [{"method": "oracle", "kind": t.kind, "index": t.index, "output": t.edit.target_render.image} for t in tasks]
+    score(rows, tasks, evaluator)
+    for r in rows:
+        assert r["edit_success"] == r["subject_success"] * r["background_success"]

@@ -91,8 +91,10 @@ def test_edit_errors(tiny_folder, toon, tmp_path, args, message):
 def test_edit_needs_source_for_plain_images_and_the_right_size(tiny_folder, tmp_path):
     plain = tmp_path / "plain.png"
     Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(plain)
-    r = _edit("sdedit", plain, "-t", "x", "--model", tiny_folder, "-o", tmp_path / "o.png")
+    r = _edit("diffedit", plain, "-t", "x", "--model", tiny_folder, "-o", tmp_path / "o.png")
     assert r.exit_code != 0 and "--source" in r.output
+    r = _edit("sdedit", plain, "-t", "x", "--model", tiny_folder, "--steps", 2, "-o", tmp_path / "s.png")
+    assert r.exit_code == 0, r.output  # SDEdit reads no source prompt
     big = tmp_path / "big.png"
     Image.fromarray(np.zeros((SIZE * 2, SIZE * 2, 3), np.uint8)).save(big)
     r = _edit("sdedit", big, "-s", "y", "-t", "x", "--model", tiny_folder, "-o", tmp_path / "o.png")
@@ -147,3 +149,35 @@ def test_edit_with_any_named_controlnet(tiny_folder, tmp_path):
         r = _edit("controlnet", src, *common, *args, "-o", tmp_path / "bad.png")
         assert r.exit_code != 0 and message in r.output, (args, r.output)
     assert not (tmp_path / "bad.png").exists()
+
+
+def test_layered_edit_from_the_command_line_with_a_toon_png(toon, tmp_path):
+    """`semedit edit layered toon.png --set ... --set background=...` on toon-64: T_a and T_b from the changed
+    record, the subject masks by its pixel classifiers, every intermediate written."""
+    rec = sample_record(5)
+    src = tmp_path / "toon.png"
+    save_toon_png(src, rec)
+    out = tmp_path / "l.png"
+    background = "beach" if rec.background != "beach" else "forest"
+    r = _edit("layered", src, "--set", "expression=laughing", "--set", f"background={background}",
+              "--embedding-steps", 2, "--finetune-steps", 2, "--steps", 4, "-o", out, "--save-intermediates")
+    assert r.exit_code == 0, r.output
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert "laughing" in side["object_prompt"] and background in side["background_prompt"].replace("night", "")
+    from semedit.models.toon64 import TOON64_DIR
+
+    segmenting = len(json.loads((TOON64_DIR / "pixel-classifiers" / "config.json").read_text())["multi_timesteps"])
+    # O_t, Eq. 2, Eq. 4-6, Eq. 8, and the pixel classifiers' features of the input and of O_t
+    assert side["source_prompt"] == describe(rec)
+    assert side["unet_evaluations"] == 2 * 4 + 2 * 2 + 2 * 2 + 2 * 4 + 2 * segmenting
+    for name in ("background_image", "subject_input", "subject_background"):
+        assert Image.open(tmp_path / f"l.{name}.png").size == (64, 64)
+    from safetensors.torch import load_file
+
+    t = load_file(tmp_path / "l.intermediates.safetensors")
+    assert t["embedding_losses"].shape == (2, 2) and t["guidance_schedule"].tolist() == [1.0, 0.0, 1.0, 0.0]
+    r = _edit("layered", src, "-t", "a cartoon woman laughing", "-o", tmp_path / "x.png")
+    assert r.exit_code != 0 and "cannot split" in r.output
+    r = _edit("layered", src, "-t", "a cartoon woman, on a beach", "--reference-background", tmp_path / "nope.png",
+              "-o", tmp_path / "y.png")
+    assert r.exit_code != 0 and "does not exist" in r.output

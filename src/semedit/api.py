@@ -28,11 +28,11 @@ def edit(image, method: str = "ito", *, target: str | None = None, source: str |
     class ids, with the input's own in `source_seg`), or for toon PNGs attribute `changes`; layered methods also
     take the target's subject and background parts (`object_prompt`, `background_prompt`; split from the
     target otherwise) and a `reference_background` picture; `settings`
-    are the method's config fields (paper defaults otherwise). With `output` the result is saved as
+    are the method's config fields (otherwise the model family's defaults where it has its own, else the paper's). With `output` the result is saved as
     `semedit edit` saves it. `fast` runs the networks in bfloat16, compiled (about 2x faster per call
     once compiled; the first call of each shape in a process compiles; outputs within bf16's tolerance,
     docs/benchmark.md "Speed"). Bad input raises `InputError` (a ValueError) before any model runs."""
-    config = make_config(method, **settings)
+    make_config(method, **settings)  # bad settings fail before anything is read
     if output is not None:
         check_new_files(result_paths(check_png_path(output)), overwrite)
     prepared = prepare_edit(EditInputs(image, target, source, dict(changes or {}), layout_from_changes, mask,
@@ -40,7 +40,7 @@ def edit(image, method: str = "ito", *, target: str | None = None, source: str |
                                        source_seg=source_seg, object_prompt=object_prompt,
                                        background_prompt=background_prompt,
                                        reference_background=reference_background), model, method)
-    result = run_prepared_edit(prepared, method, config, model, controlnets, seed, progress, fast=fast)
+    result = run_prepared_edit(prepared, method, settings, model, controlnets, seed, progress, fast=fast)
     if output is not None:
         save_result(result, output, save_intermediates, overwrite)
     return result

@@ -22,7 +22,7 @@ from pydantic import BaseModel, Field
 
 from ..methods import REGISTRY, make_config
 from ..methods.base import plain_type
-from ..models.backbone import TOON64, image_size_of
+from ..models.backbone import TOON64, image_size_of, model_folder, read_method_defaults
 from ..service import (EditCancelled, EditInputs, get_backbone, input_scribble, parse_changes, prepare_edit,
                        read_picture, read_record, run_prepared_edit, write_png)
 from ..service.outputs import picture_of
@@ -53,9 +53,10 @@ def picture_bytes(url: str, what: str) -> bytes:
         raise HTTPException(400, f"{what} is not a base64 picture") from None
 
 
-def method_schema(name: str) -> dict:
-    """A method as the page shows it: its help and one entry per config field (type, paper default, help,
-    range or choices), from the config dataclass alone."""
+def method_schema(name: str, model_defaults: dict | None = None) -> dict:
+    """A method as the page shows it: its help and one entry per config field (type, default, help, range or
+    choices), from the config dataclass; the default is the model family's own where it has one
+    (`model_defaults`), else the paper's (`paper_default`)."""
     import inspect
     import sys
 
@@ -64,7 +65,8 @@ def method_schema(name: str) -> dict:
     settings = []
     for f in dataclasses.fields(method.config):
         t = plain_type(hints[f.name])
-        settings.append({"name": f.name, "type": t.__name__, "optional": t is not hints[f.name], "default": f.default,
+        settings.append({"name": f.name, "type": t.__name__, "optional": t is not hints[f.name],
+                         "default": (model_defaults or {}).get(f.name, f.default), "paper_default": f.default,
                          **{k: f.metadata.get(k) for k in ("help", "lo", "hi", "lo_open", "hi_open", "choices")}})
     about = (sys.modules[method.edit.__module__].__doc__ or "").strip().split("\n\n")[0]
     return {"name": name, "about": about, "usage": inspect.cleandoc(method.edit.__doc__ or ""),
@@ -126,6 +128,8 @@ def create_app(model: str = TOON64, data: str | Path = "semedit-data", controlne
     def backbone():
         return get_backbone(model, controlnets, fast)
 
+    family_defaults = read_method_defaults(model_folder(model))
+
     @app.middleware("http")
     async def limit_body(request: Request, call_next):
         length = request.headers.get("content-length")
@@ -136,7 +140,8 @@ def create_app(model: str = TOON64, data: str | Path = "semedit-data", controlne
 
     @app.get("/api/info")
     def info():
-        return {"model": model, "image_size": size, "methods": [method_schema(m) for m in sorted(REGISTRY)],
+        return {"model": model, "image_size": size, "methods": [method_schema(m, family_defaults.get(m))
+                                                              for m in sorted(REGISTRY)],
                 "attributes": {k: list(v) for k, v in CATEGORICAL.items()},
                 "pose": {k: list(v) for k, v in POSE_RANGES.items()}}
 
@@ -183,7 +188,7 @@ def create_app(model: str = TOON64, data: str | Path = "semedit-data", controlne
             return path
 
         try:
-            config = make_config(body.method, **body.settings)
+            make_config(body.method, **body.settings)  # bad settings: a 400 before anything is saved
             prepared = prepare_edit(EditInputs(
                 image=saved(body.image, "input", "the image"), target=body.target or None,
                 source=body.source or None, changes=parse_changes([f"{k}={v}" for k, v in body.changes.items()]),
@@ -216,7 +221,7 @@ def create_app(model: str = TOON64, data: str | Path = "semedit-data", controlne
             job.state = "running"
             history.set_state(job.id, "running")
             try:
-                result = run_prepared_edit(prepared, body.method, config, model, controlnets, body.seed,
+                result = run_prepared_edit(prepared, body.method, body.settings, model, controlnets, body.seed,
                                            progress=progress, cancel=job.cancel, fast=fast)
             except EditCancelled as e:
                 job.state, job.message = "cancelled", str(e)

@@ -8,7 +8,8 @@ import click
 
 
 def _parse_method_settings(items, methods) -> dict:
-    """--config METHOD.FIELD=VALUE items as {method: config}, values typed by the config field."""
+    """--config METHOD.FIELD=VALUE items as {method: {field: value}}, values typed by the config field (and
+    checked against it; the model family's defaults apply to the fields not given)."""
     from ..methods import make_config
     from ..methods.base import parse_setting
 
@@ -25,7 +26,9 @@ def _parse_method_settings(items, methods) -> dict:
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="'--config'") from None
     try:
-        return {m: make_config(m, **c) for m, c in changes.items()}
+        for m, c in changes.items():
+            make_config(m, **c)
+        return changes
     except ValueError as e:
         raise click.BadParameter(str(e), param_hint="'--config'") from None
 

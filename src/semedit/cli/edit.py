@@ -87,16 +87,20 @@ def _edit_params(segmentation: bool = False, layers: bool = False) -> list[click
     ]
 
 
-def config_options(cls) -> list[click.Option]:
-    """One option per config field (bool: --x/--no-x), its default the paper's, its help the field's."""
+def config_options(cls, family_defaults: dict | None = None) -> list[click.Option]:
+    """One option per config field (bool: --x/--no-x), its default the paper's, its help the field's and, where
+    the embedded toon-64 family has a default of its own (`family_defaults`), that one."""
     from ..methods.base import plain_type
 
     hints, opts = typing.get_type_hints(cls), []
     for f in dataclasses.fields(cls):
         t, flag, meta = plain_type(hints[f.name]), "--" + f.name.replace("_", "-"), f.metadata
+        about = meta.get("help")
+        if f.name in (family_defaults or {}):
+            about = f"{about} [toon-64: {family_defaults[f.name]}, measured on it; the default shown is the paper's]"
         if t is bool:
             opts.append(click.Option([f"{flag}/--no-{flag[2:]}", f.name], default=f.default, show_default=True,
-                                     help=meta.get("help")))
+                                     help=about))
         elif t in (int, float, str):
             kind = t
             if meta.get("choices"):
@@ -106,7 +110,7 @@ def config_options(cls) -> list[click.Option]:
                     meta.get("lo"), meta.get("hi"), min_open=meta.get("lo_open", False),
                     max_open=meta.get("hi_open", False))
             opts.append(click.Option([flag, f.name], type=kind, default=f.default, show_default=True,
-                                     help=meta.get("help")))
+                                     help=about))
     return opts
 
 
@@ -120,8 +124,11 @@ def _method_help(method) -> str:
 
 
 def edit_command(name: str, method) -> click.Command:
+    from ..models.backbone import read_method_defaults
+    from ..models.toon64 import TOON64_DIR
+
     shared = _edit_params(method.segmentation, method.layers)
-    settings = config_options(method.config)
+    settings = config_options(method.config, read_method_defaults(TOON64_DIR).get(name))
     clash = {p.name for p in shared} & {p.name for p in settings}
     if clash:
         raise RuntimeError(f"{name}'s config fields clash with edit options: {clash}")
@@ -129,8 +136,10 @@ def edit_command(name: str, method) -> click.Command:
     shared_names = {p.name for p in shared}
 
     def callback(**kw):
-        run_edit_command(name, {k: v for k, v in kw.items() if k in shared_names},
-                         {k: v for k, v in kw.items() if k not in shared_names})
+        ctx = click.get_current_context()  # settings left at their defaults take the model family's own
+        given = {k: v for k, v in kw.items() if k not in shared_names
+                 and ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+        run_edit_command(name, {k: v for k, v in kw.items() if k in shared_names}, given)
 
     return click.Command(name, callback=callback, params=shared + settings, help=doc,
                          short_help=doc.split("\n")[0][:80] if doc else None)
@@ -147,7 +156,7 @@ def run_edit_command(name: str, kw: dict, settings: dict) -> None:
     output: Path = kw["output"]
     with user_errors():  # every check before any model loads
         check_new_files(result_paths(check_png_path(output)), kw["overwrite"])
-        config = make_config(name, **settings)
+        make_config(name, **settings)  # bad settings fail before any model loads
         controls = {**{k: kw[k] for k in ("pose", "scribble") if kw.get(k)},
                     **parse_named(kw.get("control", ()), "--control")}
         source_controls = {**{k: kw[f"source_{k}"] for k in ("pose", "scribble") if kw.get(f"source_{k}")},
@@ -178,7 +187,7 @@ def run_edit_command(name: str, kw: dict, settings: dict) -> None:
 
     try:
         with user_errors():
-            result = run_prepared_edit(prepared, name, config, kw["model"], controlnets, kw["seed"], progress)
+            result = run_prepared_edit(prepared, name, settings, kw["model"], controlnets, kw["seed"], progress)
         bar.n = bar.total or bar.n
     finally:
         bar.close()

@@ -11,6 +11,7 @@ better judge can score them again (`rejudge`) without running any method.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -436,19 +437,25 @@ def run_benchmark(backbone, evaluator, methods: list[str], kinds, n: int, out_di
                   configs: dict | None = None, overwrite: bool = False, progress=None,
                   paper_nets: PaperNets | None = None) -> dict:
     """Run `methods` on n tasks of each kind; keep their outputs (outputs.npz) and write the judgement
-    (results.json, table.md, grid.png) to out_dir."""
+    (results.json, table.md, grid.png) to out_dir. `configs` maps a method to its config, or to the settings
+    that differ from its defaults on the backbone (`config_for`)."""
     out_dir = Path(out_dir)
     files = [out_dir / f for f in (*JUDGEMENT_FILES, OUTPUTS_FILE)]
     if not overwrite and any(f.exists() for f in files):
         raise FileExistsError(f"{out_dir} holds benchmark results; pass overwrite=True (--overwrite) to replace them")
     check_new_files(files, overwrite=True)
+    from ..methods import config_for
+
     tasks = make_tasks(kinds, n, seed)
+    given = configs or {}
+    configs = {m: given[m] if m in given and not isinstance(given[m], dict) else
+               config_for(m, backbone, **given.get(m, {})) for m in methods}
     rows = []
     t0 = time.perf_counter()
     for m in methods:
-        rows += run_method(m, backbone, tasks, (configs or {}).get(m), progress)
+        rows += run_method(m, backbone, tasks, configs[m], progress)
     meta = {"model": backbone.name, "methods": methods, "kinds": list(kinds), "n": n, "seed": seed,
-            "configs": {m: _config_dict(m, (configs or {}).get(m)) for m in methods},
+            "configs": {m: dataclasses.asdict(configs[m]) for m in methods},
             "wall_seconds": round(time.perf_counter() - t0, 1),
             "threads": int(os.environ.get("OMP_NUM_THREADS", "0")) or None,
             **({} if backbone.networks == "eager" else {"networks": backbone.networks})}
@@ -518,11 +525,3 @@ def rejudge(out_dir, evaluator, clip=None, clip_processor=None, paper_nets: Pape
     meta = {k: v for k, v in report.items() if k not in ("summary", "frechet", "fid", "tasks", "not_computed")}
     return judge(out_dir, meta, make_tasks(meta["kinds"], meta["n"], meta["seed"]), rows, evaluator, clip,
                  clip_processor, paper_nets)
-
-
-def _config_dict(method, config):
-    import dataclasses
-
-    from ..methods import make_config
-
-    return dataclasses.asdict(config if config is not None else make_config(method))

@@ -189,7 +189,9 @@ def register(name: str, config: type, layout: bool = False, mask: bool = False, 
 
 
 def provenance(method: str, config, seed: int, backbone) -> dict:
+    own = backbone.method_defaults.get(method)
     return {"method": method, "config": dataclasses.asdict(config), "seed": seed, "model": backbone.name,
+            **({"model_defaults": dict(own)} if own else {}),
             **({} if backbone.networks == "eager" else {"networks": backbone.networks})}
 
 
@@ -203,6 +205,12 @@ def make_config(method: str, **overrides):
     if unknown:
         raise ValueError(f"{method} has no setting(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(known))}")
     return cls(**overrides)
+
+
+def config_for(method: str, backbone, **overrides):
+    """The method's config on `backbone`: the paper's defaults, then the model family's own where it has them
+    (`Backbone.method_defaults`, from its method_defaults.json), then `overrides`."""
+    return make_config(method, **{**backbone.method_defaults.get(method, {}), **overrides})
 
 
 def plain_type(t):
@@ -261,12 +269,12 @@ def check_request(method: str, backbone, request: EditRequest, config=None) -> N
 
 def run_edit(method: str, backbone, request: EditRequest, config=None, seed: int = 0,
              before_unet: Callable | None = None) -> EditResult:
-    """Check the request, then run a registered method, recording its wall time and network calls in
-    the provenance. `before_unet(NetworkCalls)` runs before every U-Net call (progress; raising stops
+    """Check the request, then run a registered method (`config` None: `config_for` the backbone), recording
+    its wall time and network calls in the provenance. `before_unet(NetworkCalls)` runs before every U-Net call (progress; raising stops
     the edit)."""
     import time
 
-    config = make_config(method) if config is None else config
+    config = config_for(method, backbone) if config is None else config
     check_request(method, backbone, request, config)
     t0 = time.perf_counter()
     with count_network_calls(backbone, before_unet) as calls:

@@ -15,6 +15,7 @@ import torch
 from .toon64 import SCHEDULER_CONFIG, TOON64_DIR
 
 TOON64 = "toon-64"
+METHOD_DEFAULTS_FILE = "method_defaults.json"  # a family's own defaults for methods' settings, by method
 SD_COMPONENTS = ("vae", "text_encoder", "tokenizer", "unet", "scheduler")
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
@@ -39,6 +40,7 @@ class Backbone:
     dtype: torch.dtype = torch.float32
     root: Path | None = None  # the folder it was loaded from (a family keeps methods' trained parts there)
     networks: str = "eager"  # how the U-Net and ControlNets run (models.fast.accelerated: e.g. "bf16, compiled")
+    method_defaults: dict = field(default_factory=dict)  # {method: {setting: value}}: the family's own defaults
 
     @property
     def vae_scale_factor(self) -> int:
@@ -60,6 +62,22 @@ class Backbone:
         if controlnet not in self.controlnets:
             raise ValueError(f"no {controlnet!r} ControlNet in {self.name}; have: {', '.join(self.controlnets) or 'none'}")
         return StableDiffusionControlNetPipeline(controlnet=self.controlnets[controlnet], **parts)
+
+
+def read_method_defaults(root: Path | None) -> dict[str, dict]:
+    """{method: {setting: value}} from a model folder's method_defaults.json: the settings in which the family
+    departs from the papers' defaults, measured on it (docs/models/toon-64.md); {} without the file. Keys
+    starting with "_" are notes."""
+    import json
+
+    path = None if root is None else Path(root) / METHOD_DEFAULTS_FILE
+    if path is None or not path.exists():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise BackboneNotFound(f"cannot read {path}: {e}") from None
+    return {m: {k: v for k, v in s.items() if not k.startswith("_")} for m, s in data.items() if not m.startswith("_")}
 
 
 def resolve_folder(name_or_path: str, what: str, allow_patterns=None) -> Path:
@@ -110,7 +128,8 @@ def _check_sd_folder(root: Path, name: str) -> None:
                                f"missing {', '.join(c + '/' for c in missing)}")
 
 
-def _model_root(name_or_path: str) -> Path:
+def model_folder(name_or_path: str) -> Path:
+    """The folder of a model: the embedded family's, a local folder, or a hub id's cached copy."""
     if name_or_path == TOON64:
         return TOON64_DIR
     root = resolve_folder(name_or_path, "model")
@@ -132,7 +151,7 @@ def _read_config(folder: Path, name: str) -> dict:
 def image_size_of(name_or_path: str = TOON64) -> int:
     """The image size a backbone edits at, from its U-Net's and VAE's configurations alone (no weights
     load), so that pictures can be checked before a model loads."""
-    root = _model_root(name_or_path)
+    root = model_folder(name_or_path)
     unet, vae = _read_config(root / "unet", name_or_path), _read_config(root / "vae", name_or_path)
     try:
         return int(unet["sample_size"]) * 2 ** (len(vae["block_out_channels"]) - 1)
@@ -208,7 +227,7 @@ def load_backbone(name_or_path: str = TOON64, controlnets=None, clip: str | None
         clip_proc = _load_part(CLIPProcessor.from_pretrained, clip_root, str(clip), "CLIP processor")
     bb = Backbone(name=name, vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
                   scheduler_config=sched, controlnets=nets, clip=clip_model, clip_processor=clip_proc,
-                  device=device, dtype=dtype, root=root)
+                  device=device, dtype=dtype, root=root, method_defaults=read_method_defaults(root))
     for m in (vae, text_encoder, unet, *nets.values(), *([clip_model] if clip_model is not None else [])):
         m.to(device).eval().requires_grad_(False)
     return bb

@@ -6,7 +6,7 @@ import threading
 from typing import Callable
 
 from ..engine.counting import NetworkCalls
-from ..methods import EditRequest, EditResult, run_edit
+from ..methods import EditRequest, EditResult, config_for, run_edit
 from ..models.backbone import TOON64
 from .backbones import get_backbone
 from .inputs import PreparedEdit
@@ -30,13 +30,15 @@ def run_with_progress(method: str, backbone, request: EditRequest, config=None, 
     return run_edit(method, backbone, request, config, seed, before_unet=before_unet)
 
 
-def run_prepared_edit(prepared: PreparedEdit, method: str, config=None, model: str = TOON64,
+def run_prepared_edit(prepared: PreparedEdit, method: str, settings: dict | None = None, model: str = TOON64,
                       controlnets: dict | None = None, seed: int = 0,
                       progress: Callable[[NetworkCalls], None] | None = None,
                       cancel: threading.Event | None = None, fast: bool = False) -> EditResult:
-    """A checked edit (`prepare_edit`) run on the (cached) backbone `model`; the provenance gains the
-    prompts, the input and the attribute changes."""
+    """A checked edit (`prepare_edit`) run on the (cached) backbone `model`, with the method's `settings` over
+    its defaults on that model (`config_for`); the provenance gains the prompts, the input and the attribute
+    changes."""
     backbone = get_backbone(model, controlnets, fast)
+    config = config_for(method, backbone, **(settings or {}))
     result = run_with_progress(method, backbone, prepared.request(backbone, method), config, seed, progress, cancel)
     result.provenance.update(prepared.provenance())
     return result
