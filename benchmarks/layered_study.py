@@ -79,7 +79,8 @@ def ablations(args):
         print(name, {m: round(done[name][m][0], 3) for m in METRICS}, flush=True)
     lines = [f"n = {len(tasks)} compound tasks ({', '.join(KIND_GROUPS['compound'])}, {args.n} each, seed 0); "
              "mean ± standard error; time also in units of one text-to-image run (50 steps, CFG 7.5)\n",
-             "| setting | success ↑ | subject ✓ ↑ | background ✓ ↑ | identity ↑ | CLIP ↑ | MAE gt ↓ | s / edit | units |",
+             "| setting | success ↑ | subject ✓ ↑ | background ✓ ↑ | identity ↑ | CLIP ↑ | MAE gt ↓ | s / edit "
+             "| units |",
              "|---|---|---|---|---|---|---|---|---|"]
     for name, r in done.items():
         cells = [f"{r[m][0]:.2f} ± {r[m][1]:.2f}" for m in METRICS[:4]]

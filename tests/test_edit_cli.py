@@ -181,3 +181,31 @@ def test_layered_edit_from_the_command_line_with_a_toon_png(toon, tmp_path):
     r = _edit("layered", src, "-t", "a cartoon woman, on a beach", "--reference-background", tmp_path / "nope.png",
               "-o", tmp_path / "y.png")
     assert r.exit_code != 0 and "does not exist" in r.output
+
+
+def test_a_model_family_carries_its_own_method_defaults(tiny_folder, tmp_path):
+    """method_defaults.json in a model folder: its values replace the paper's defaults for that model (API, run_edit,
+    command line), settings the user gives win over them, the result's provenance names them, bad entries are
+    clear errors."""
+    import shutil
+
+    from semedit.methods import EditRequest, config_for, run_edit
+    from semedit.models.backbone import load_backbone
+
+    folder = tmp_path / "sd"
+    shutil.copytree(tiny_folder, folder)
+    (folder / "method_defaults.json").write_text(json.dumps({"_about": "a note", "sdedit": {"steps": 4}}))
+    bb = load_backbone(str(folder))
+    assert config_for("sdedit", bb).steps == 4 and config_for("sdedit", bb, steps=6).steps == 6
+    assert config_for("sdedit", bb).strength == 0.5  # not in the file: the paper's
+    result = run_edit("sdedit", bb, EditRequest(np.zeros((SIZE, SIZE, 3), np.uint8), "x"))
+    assert result.unet_evaluations == 2 * 2 and result.provenance["model_defaults"] == {"steps": 4}
+    plain = tmp_path / "plain.png"
+    Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(plain)
+    r = _edit("sdedit", plain, "-t", "x", "--model", folder, "--strength", 1.0, "-o", tmp_path / "a.png")
+    assert r.exit_code == 0, r.output
+    side = json.loads((tmp_path / "a.json").read_text())
+    assert side["config"]["steps"] == 4 and side["config"]["strength"] == 1.0 and side["unet_evaluations"] == 2 * 4
+    (folder / "method_defaults.json").write_text(json.dumps({"sdedit": {"nope": 1}}))
+    with pytest.raises(ValueError, match="sdedit has no setting.*nope"):
+        config_for("sdedit", load_backbone(str(folder)))
