@@ -115,7 +115,13 @@ def layered(backbone, request: EditRequest, config: LayeredConfig = LayeredConfi
     null, text, e_a, e_b = encode_text(backbone, [config.negative_prompt, request.target_prompt, object_text,
                                                   background_text]).chunk(4)
 
-    # 1. the background image: O_t generated from T (§3.2.1), or the reference background (§4.2)
+    # 1. the input's subject M_r (§3.2.2), before anything is generated
+    with phase("subject masks (§3.2.2)", 1):
+        subject_in = np.asarray(request.mask) > 0 if request.mask is not None else segment(request.image, z_in, seed)
+    if not subject_in.any():
+        raise ValueError("no subject found in the input: give its mask")
+
+    # 2. the background image: O_t generated from T (§3.2.1), or the reference background (§4.2), and its subject M_t
     if request.reference_image is None:
         z_bg = generate_latents(backbone, Condition(text), Condition(null), config.steps, config.guidance_scale, seed)
         background_image = decode_latents(backbone, z_bg)[0]
@@ -123,11 +129,8 @@ def layered(backbone, request: EditRequest, config: LayeredConfig = LayeredConfi
         background_image = request.reference_image
         z_bg = encode_image(backbone, background_image)
 
-    # 2. the subject masks: M_r of the input, M_t of the background image (§3.2.2)
-    subject_in = np.asarray(request.mask) > 0 if request.mask is not None else segment(request.image, z_in, seed)
-    subject_bg = segment(background_image, z_bg, seed)
-    if not subject_in.any():
-        raise ValueError("no subject found in the input: give its mask")
+    with phase("subject masks (§3.2.2)", 1):
+        subject_bg = segment(background_image, z_bg, seed)
     m_r, _ = layer_masks(subject_in, grid, z_in)
     _, not_m_t = layer_masks(subject_bg, grid, z_in)
     if not not_m_t.any():
@@ -135,9 +138,9 @@ def layered(backbone, request: EditRequest, config: LayeredConfig = LayeredConfi
 
     # 3. layered controlled optimisation (Eq. 2): e_a towards the input's subject, e_b towards the background
     obj, bg = DenoisingTarget(z_in, m_r), DenoisingTarget(z_bg, not_m_t)
-    steps = config.embedding_steps if config.layered_optimisation else 0
-    with phase("layered optimisation (Eq. 2)", steps):
-        e_ab, embedding_losses = optimise_embeddings(backbone, torch.cat([e_a, e_b]), [obj, bg], steps,
+    eq2_steps = config.embedding_steps if config.layered_optimisation else 0
+    with phase("layered optimisation (Eq. 2)", eq2_steps):
+        e_ab, embedding_losses = optimise_embeddings(backbone, torch.cat([e_a, e_b]), [obj, bg], eq2_steps,
                                                      config.embedding_lr, seed)
     e_a_hat, e_b_hat = e_ab.chunk(2)
     e_opt = config.alpha * e_a_hat + (1 - config.alpha) * e_b_hat  # Eq. 3
