@@ -24,7 +24,7 @@ from semedit.eval.bench import KIND_GROUPS, PeakMemory, make_tasks, run_method, 
 from semedit.methods import config_for, run_edit
 from semedit.models.backbone import load_backbone, load_evaluator
 
-# The paper's Table 1 (letters as there) and the choices semedit adds (LoRA).
+# The paper's Table 1 (letters as there) and the choices semedit adds (LoRA, the other reading of L_obj).
 VARIANTS = {
     "(f) full": {},
     "(a) w/o L_obj": {"lambda_obj": 0.0},
@@ -38,6 +38,7 @@ VARIANTS = {
     "(j) alpha = 1": {"alpha": 1.0},
     "(k) alpha = 0": {"alpha": 0.0},
     "LoRA rank 4": {"lora_rank": 4, "finetune_lr": 1e-3},
+    "L_obj on O_t inside M_t (the paper's letters)": {"l_obj_image": "target"},
 }
 METRICS = ("edit_success", "subject_success", "background_success", "identity_agreement", "clip_score", "gt_mae",
            "seconds")

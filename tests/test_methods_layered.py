@@ -137,6 +137,21 @@ def test_a_reference_background_replaces_the_target_image(tiny, sam_folder):
     assert result.unet_evaluations == 2 * 3 + 2 * 2 + 2 * 4  # no O_t is generated
 
 
+def test_l_obj_on_the_target_image_fine_tunes_towards_o_t(tiny, sam_folder):
+    """The paper's letters (L_obj inside M_t): L_obj's term reconstructs O_t, so both terms see the same image;
+    it needs O_t, so a reference background is refused."""
+    config = make_config("layered", **FAST, l_obj_image="target", sam=sam_folder)
+    request = EditRequest(_image(), "a cartoon woman, on a beach", mask=_subject())
+    target = run_edit("layered", tiny, request, config, seed=0)
+    default = run_edit("layered", tiny, request, make_config("layered", **FAST, sam=sam_folder), seed=0)
+    assert target.unet_evaluations == default.unet_evaluations
+    assert torch.equal(target.intermediates["embedding_losses"], default.intermediates["embedding_losses"])
+    assert not torch.equal(target.intermediates["finetune_losses"], default.intermediates["finetune_losses"])
+    with pytest.raises(ValueError, match="no O_t is made"):
+        run_edit("layered", tiny, EditRequest(_image(), "a cartoon woman, on a beach", mask=_subject(),
+                                              reference_image=_image(3)), config)
+
+
 def test_bad_masks_prompts_and_inputs_are_clear_errors(tiny, sam_folder):
     config = make_config("layered", **FAST, sam=sam_folder)
     text = "a cartoon woman, on a beach"

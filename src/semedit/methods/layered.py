@@ -51,6 +51,10 @@ class LayeredConfig(MethodConfig):
     lora_rank: int | None = setting(None, "fine-tune LoRA adapters of this rank on the attention projections "
                                           "instead of the whole U-Net (none: the whole U-Net, as the paper)",
                                     lo=1, hi=1024)
+    l_obj_image: str = setting("input", "the image L_obj (Eq. 4) reconstructs inside its subject: the input inside "
+                                        "M_r (its identity; semedit's reading) or O_t inside M_t (its edited "
+                                        "subject; the paper's letters pair L_obj with M_t)",
+                               choices=("input", "target"))
     iterative_guidance: bool = setting(True, "alternate ê_a and e_opt between steps (Eq. 8; off: e_opt at every "
                                              "step, the ablation \"w/o I-g\")")
     steps: int = setting(50, "DDIM steps from noise, of O_t and of the edit (§3.3: 50)", lo=1, hi=1000)
@@ -108,6 +112,8 @@ def layered(backbone, request: EditRequest, config: LayeredConfig = LayeredConfi
     if not (object_text and background_text):
         split_a, split_b = decompose(request.target_prompt)
         object_text, background_text = object_text or split_a, background_text or split_b
+    if config.l_obj_image == "target" and request.reference_image is not None:
+        raise ValueError("l_obj_image='target' learns O_t's subject, and with a reference background no O_t is made")
     segment = subject_segmenter(backbone, config)
     z_in = encode_image(backbone, request.image)
     grid = tuple(z_in.shape[-2:])
@@ -132,7 +138,7 @@ def layered(backbone, request: EditRequest, config: LayeredConfig = LayeredConfi
     with phase("subject masks (§3.2.2)", 1):
         subject_bg = segment(background_image, z_bg, seed)
     m_r, _ = layer_masks(subject_in, grid, z_in)
-    _, not_m_t = layer_masks(subject_bg, grid, z_in)
+    m_t, not_m_t = layer_masks(subject_bg, grid, z_in)
     if not not_m_t.any():
         raise ValueError("the background image is all subject: no background to take from it")
 
@@ -145,11 +151,13 @@ def layered(backbone, request: EditRequest, config: LayeredConfig = LayeredConfi
     e_a_hat, e_b_hat = e_ab.chunk(2)
     e_opt = config.alpha * e_a_hat + (1 - config.alpha) * e_b_hat  # Eq. 3
 
-    # 4. layered fine-tuning (Eq. 4-6) on e_opt: L_obj inside M_r on the input, L_bg outside M_t on the background
+    # 4. layered fine-tuning (Eq. 4-6) on e_opt: L_obj inside M_r on the input (or inside M_t on O_t), L_bg
+    #    outside M_t on the background image
+    l_obj = (DenoisingTarget(z_in, m_r, config.lambda_obj) if config.l_obj_image == "input"
+             else DenoisingTarget(z_bg, m_t, config.lambda_obj))
     with phase("layered fine-tuning (Eq. 4-6)", config.finetune_steps):
         tuned, finetune_losses = fine_tune(
-            backbone, torch.cat([e_opt, e_opt]),
-            [DenoisingTarget(z_in, m_r, config.lambda_obj), DenoisingTarget(z_bg, not_m_t, config.lambda_bg)],
+            backbone, torch.cat([e_opt, e_opt]), [l_obj, DenoisingTarget(z_bg, not_m_t, config.lambda_bg)],
             config.finetune_steps, config.finetune_lr, seed, config.lora_rank)
 
     # 5. iterative guidance (Eq. 8): ê_a at even steps (t % 2 == 0 counting t = steps .. 1), e_opt otherwise
