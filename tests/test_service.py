@@ -162,3 +162,12 @@ def test_a_scribble_edit_of_any_picture_takes_its_edges_as_the_inputs_own_map(ti
 
     assert np.array_equal(request.source_controls["scribble"][..., 0], scribble_map(image))
     assert any("edge map" in n for n in prepared.notes)
+
+
+def test_a_layered_edit_told_in_its_parts_needs_no_target_or_source():
+    """Subject and background parts make the target; layered reads no source prompt, so none is asked for."""
+    prepared = prepare_edit(EditInputs(_image(), object_prompt="a woman, laughing", background_prompt="on a beach"),
+                            method="layered")
+    assert prepared.target == "a woman, laughing, on a beach" and prepared.source == ""
+    with pytest.raises(InputError, match="source prompt"):
+        prepare_edit(EditInputs(_image(), target="x"), method="diffedit")

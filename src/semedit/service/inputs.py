@@ -332,10 +332,12 @@ def prepare_edit(inputs: EditInputs, model: str | None = None, method: str | Non
         raise InputError("give the edit either as an edited map (--seg) or with --set / --target / --pose / --scribble")
     if inputs.source_seg is not None and inputs.seg is None and not inputs.changes:
         raise InputError("the input's map (--source-seg) goes with an edited map (--seg)")
-    if inputs.target is None and inputs.object_prompt and inputs.background_prompt and edited is None:
-        inputs.target = f"{inputs.object_prompt}, {inputs.background_prompt}"  # a layered edit told in its parts
-    target = inputs.target if inputs.target is not None else (
-        describe(edited) if edited is not None else source if inputs.controls or inputs.seg is not None else None)
+    target = inputs.target
+    if target is None and inputs.object_prompt and inputs.background_prompt and edited is None:
+        target = f"{inputs.object_prompt}, {inputs.background_prompt}"  # a layered edit told in its parts
+    if target is None:
+        target = describe(edited) if edited is not None else source if inputs.controls or inputs.seg is not None \
+            else None
     if target is None:
         raise InputError("say what should change: give --target, --pose, --scribble, --seg or (toon PNGs) --set")
     prepared = PreparedEdit(inputs, record, edited, source, target)
