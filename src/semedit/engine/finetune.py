@@ -42,17 +42,20 @@ def denoising_losses(unet, targets: list[DenoisingTarget], embeddings: torch.Ten
     return [(target.mask * (noise[i:i + 1] - eps[i:i + 1]) ** 2).mean() for i, target in enumerate(targets)]
 
 
-def _optimise(params, loss_fn, steps: int, lr: float) -> list[list[float]]:
-    """Adam on `params` for `steps` steps of sum(weight * term); returns each step's unweighted terms."""
+def _optimise(params, unet, targets: list[DenoisingTarget], embeddings: torch.Tensor, steps: int, lr: float,
+              scheduler_config: dict, seed: int) -> list[list[float]]:
+    """Adam on `params` for `steps` steps of the targets' weighted masked denoising losses through `unet` under
+    `embeddings`; returns each step's unweighted terms."""
     history = []
     if steps <= 0:
         return history
+    alphas, gen = alphas_cumprod(scheduler_config), torch.Generator().manual_seed(int(seed))
     opt = torch.optim.Adam(params, lr=lr)
     with torch.enable_grad():
         for _ in range(steps):
             opt.zero_grad()
-            terms, total = loss_fn()
-            total.backward()
+            terms = denoising_losses(unet, targets, embeddings, alphas, gen)
+            sum(t.weight * term for t, term in zip(targets, terms)).backward()
             opt.step()
             history.append([float(t.detach()) for t in terms])
     return history
@@ -66,13 +69,7 @@ def optimise_embeddings(backbone, embeddings: torch.Tensor, targets: list[Denois
     if embeddings.shape[0] != len(targets):
         raise ValueError(f"{embeddings.shape[0]} embeddings for {len(targets)} targets: give one each")
     e = embeddings.detach().clone().requires_grad_(True)
-    alphas, gen = alphas_cumprod(backbone.scheduler_config), torch.Generator().manual_seed(int(seed))
-
-    def loss():
-        terms = denoising_losses(backbone.unet, targets, e, alphas, gen)
-        return terms, sum(t.weight * term for t, term in zip(targets, terms))
-
-    history = _optimise([e], loss, steps, lr)
+    history = _optimise([e], backbone.unet, targets, e, steps, lr, backbone.scheduler_config, seed)
     return e.detach(), history
 
 
@@ -106,13 +103,7 @@ def fine_tune(backbone, embeddings: torch.Tensor, targets: list[DenoisingTarget]
     if steps <= 0:
         return backbone, []
     unet = unet_copy(backbone, lora_rank, seed)
-    emb = embeddings.detach()
-    alphas, gen = alphas_cumprod(backbone.scheduler_config), torch.Generator().manual_seed(int(seed))
-
-    def loss():
-        terms = denoising_losses(unet, targets, emb, alphas, gen)
-        return terms, sum(t.weight * term for t, term in zip(targets, terms))
-
-    history = _optimise([p for p in unet.parameters() if p.requires_grad], loss, steps, lr)
+    history = _optimise([p for p in unet.parameters() if p.requires_grad], unet, targets, embeddings.detach(), steps,
+                        lr, backbone.scheduler_config, seed)
     unet.requires_grad_(False).eval()
     return dataclasses.replace(backbone, unet=unet, networks="eager"), history

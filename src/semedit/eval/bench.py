@@ -93,7 +93,6 @@ class BenchTask:
     def attribute(self) -> str:
         return TASK_KINDS[self.kind].attribute
 
-
     @property
     def target_value(self):
         return getattr(self.edit.target, self.attribute)
