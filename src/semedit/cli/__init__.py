@@ -10,6 +10,7 @@ from .app import app
 from .bench import bench
 from .edit import edit
 from .generate import generate
+from .mcdm import mcdm
 from .segment import segment
 from .train import train
 from .weights import convert_weights
@@ -26,7 +27,7 @@ def main():
     """
 
 
-for command in (world, generate, edit, segment, app, bench, convert_weights, train):
+for command in (world, generate, edit, segment, app, bench, convert_weights, train, mcdm):
     main.add_command(command)
 
 __all__ = ["main"]

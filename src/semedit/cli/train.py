@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .common import FiniteFloatRange
+from .common import FiniteFloatRange, user_errors
 
 
 @click.group()
@@ -290,3 +290,34 @@ def pixel_classifiers(labelled, heldout, run_dir, out, steps, seed, fresh, famil
     report = train_pixel_classifiers(family, run_dir, out, labelled, heldout,
                                      PIXEL_TRAIN.with_changes(steps, seed=seed), resume=not fresh)
     _report("pixel classifiers", {k: report[k] for k in ("labelled", "heldout", "steps", "g_multi", "g_t")}, out)
+
+
+@train.command(name="identity-encoder")
+@click.option("--model", default="toon-64", show_default=True,
+              help="The frozen backbone it learns for: toon-64 or a diffusers SD folder (with --clip).")
+@click.option("--clip", default=None,
+              help="A CLIPModel folder or hub id whose image tower it reads (toon-64: its own).")
+@click.option("--heldout", type=click.IntRange(1), default=48, show_default=True,
+              help="Held-out identities the report's identity agreement is measured on.")
+@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/identity-encoder"),
+              show_default=True, help="Checkpoints, loss log and report.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Where the encoder goes (default: toon-64's identity-encoder/).")
+@click.option("--steps", type=click.IntRange(1), default=None, help="Default: the recipe's.")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Default: the recipe's.")
+@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
+@click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint and start again.")
+def identity_encoder(model, clip, heldout, run_dir, out, steps, batch_size, seed, fresh):
+    """Train the MCDM pair generator's identity encoder (supp. §1.1): portrait -> two word embeddings that make
+    the frozen U-Net draw that identity; prints its effect on held-out identities."""
+    from ..methods.mcdm.model import IDENTITY_FOLDER
+    from ..methods.mcdm.train import IDENTITY_TRAIN, train_identity_encoder
+    from ..models.toon64 import TOON64_DIR
+
+    if out is None and model != "toon-64":
+        raise click.UsageError("give --out for a model other than toon-64")
+    out = out or TOON64_DIR / IDENTITY_FOLDER
+    with user_errors():
+        report = train_identity_encoder(model, run_dir, out, IDENTITY_TRAIN.with_changes(steps, batch_size, seed=seed),
+                                        heldout, resume=not fresh, clip=clip)
+    _report("identity encoder", report, out)

@@ -10,7 +10,7 @@ import torch
 
 from ..models import vae as vae_io
 from ..models.images import control_tensor
-from ..models.text import encode_prompts
+from ..models.text import encode_prompts, encode_prompts_with_words
 
 
 @dataclass
@@ -47,6 +47,12 @@ class EditConditions:
 def encode_text(backbone, texts: list[str]) -> torch.Tensor:
     """Prompt embeddings (N, L, D) padded to the tokenizer's length, as the SD pipelines compute them."""
     return encode_prompts(backbone.text_encoder, backbone.tokenizer, texts)
+
+
+def encode_text_with_words(backbone, texts: list[str], before: str, words: torch.Tensor) -> torch.Tensor:
+    """`encode_text` with new word embeddings (N or 1, K, D) put before the word `before` of each text (the MCDM
+    pair generator's identity words c_id, supp. §1.1); differentiable in `words`."""
+    return encode_prompts_with_words(backbone.text_encoder, backbone.tokenizer, texts, before, words)
 
 
 @torch.no_grad()

@@ -39,6 +39,41 @@ def encode_prompts(text_encoder, tokenizer, texts) -> torch.Tensor:
     return text_encoder(ids.to(text_encoder.device))[0]
 
 
+def encode_prompts_with_words(text_encoder, tokenizer, texts, before: str, words: torch.Tensor) -> torch.Tensor:
+    """`encode_prompts` with new word embeddings inserted right before the first token of the word `before` in
+    each text (ELITE's and the MCDM paper's "new words", supp. §1.1): words (N or 1, K, D) in the token
+    embedding space; differentiable in `words`. A text without `before` is an error."""
+    target = tokenizer(before, add_special_tokens=False).input_ids
+    if len(target) != 1:
+        raise ValueError(f"{before!r} is not a single token of this tokenizer")
+    length, k = tokenizer.model_max_length, words.shape[1]
+    rows, at = [], []
+    for text in texts:
+        ids = tokenizer(text, padding="max_length", max_length=length, truncation=True).input_ids
+        if target[0] not in ids:
+            raise ValueError(f"{text!r} has no word {before!r} to put the new words before")
+        i = ids.index(target[0])
+        rows.append((ids[:i] + [target[0]] * k + ids[i:])[:length])  # placeholders, replaced below
+        at.append(i)
+    if max(at) + k >= length:
+        raise ValueError(f"no room for {k} new words in a {length}-token prompt")
+    ids = torch.tensor(rows, device=text_encoder.device)
+    embed = text_encoder.get_input_embeddings()
+    words = words.to(embed.weight.dtype).expand(len(rows), -1, -1)
+
+    def put_words(module, inputs, out):
+        out = out.clone()
+        for n, i in enumerate(at):
+            out[n, i:i + k] = words[n]
+        return out
+
+    handle = embed.register_forward_hook(put_words)
+    try:
+        return text_encoder(ids)[0]
+    finally:
+        handle.remove()
+
+
 def tokenize(tokenizer, texts, device=None) -> dict:
     """CLIP tokens of `texts`, padded to the longest."""
     t = tokenizer(list(texts), padding="longest", truncation=True, max_length=MAX_TOKENS, return_tensors="pt")
