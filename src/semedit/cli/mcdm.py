@@ -33,20 +33,22 @@ def mcdm():
 def pairs(edits, n, out, model, identity_encoder, no_identity, no_pose, sampler, steps, seed):
     """Generate training pairs [x_A, x_B] for editing directions: one denoising run per pair on a two-portrait
     canvas, with the pose ControlNet and identity embeddings (MCDM §3.2). Runs on several processes with
-    `accelerate launch -m semedit mcdm pairs ...`; each pair is seeded by its direction and index, so the set
+    `accelerate launch -m semedit.cli mcdm pairs ...`; each pair is seeded by its direction and index, so the set
     does not depend on the number of processes."""
+    import torch
     from accelerate import PartialState
     from tqdm import tqdm
 
     from ..methods.mcdm.model import IDENTITY_FOLDER, load_identity_encoder
     from ..methods.mcdm.pairs import PairConfig, PairDirection, pair_items, write_pairs
-    from ..service import get_backbone
+    from ..models.backbone import load_backbone
 
     with user_errors():
         directions = [PairDirection.parse(e) for e in edits]
         config = PairConfig(steps=steps, pose=not no_pose, identity=not no_identity, sampler=sampler)
-        state = PartialState()
-        bb = get_backbone(model)
+        # one process per GPU, or (launched with --multi_gpu on a machine without one) per CPU share
+        state = PartialState(cpu=not torch.cuda.is_available())
+        bb = load_backbone(model, device=state.device)
         encoder = None
         if config.identity:
             folder = identity_encoder or (bb.root / IDENTITY_FOLDER if bb.root is not None else None)

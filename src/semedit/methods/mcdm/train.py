@@ -27,7 +27,7 @@ from ...training.loop import TrainConfig, TrainRun
 from ...world import IDENTITY_FIELDS, ToonRecord, captions, describe, observable, record_seed, render, sample_record
 from .model import IdentityEncoder, clip_image_tokens
 
-IDENTITY_TRAIN = TrainConfig(steps=3000, batch_size=16, lr=1e-4, warmup=100, weight_decay=0.0, grad_clip=1.0,
+IDENTITY_TRAIN = TrainConfig(steps=2500, batch_size=8, lr=1e-4, warmup=100, weight_decay=0.0, grad_clip=1.0,
                              checkpoint_every=250, log_every=25, seed=0)
 IDENTITY_SEED, HELDOUT_SEED = 21_000_000, 22_000_000  # world records of the training and held-out identities
 # What the prompt names besides the person; c_id must carry the rest.
