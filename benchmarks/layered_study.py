@@ -37,6 +37,7 @@ VARIANTS = {
     "(i) w/o iterative guidance": {"iterative_guidance": False},
     "(j) alpha = 1": {"alpha": 1.0},
     "(k) alpha = 0": {"alpha": 0.0},
+    "alpha = 0.7 (the paper's)": {"alpha": 0.7},
     "LoRA rank 4": {"lora_rank": 4, "finetune_lr": 1e-3},
     "L_obj on O_t inside M_t (the paper's letters)": {"l_obj_image": "target"},
 }

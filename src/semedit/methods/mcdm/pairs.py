@@ -33,6 +33,7 @@ from ...engine.guidance import composed_guidance, nested_guidance
 from ...engine.karras import karras_sample, make_karras_schedule
 from ...world import (ToonRecord, captions, diptych_caption, draw_pose, pose_keypoints, record_seed, render,
                       sample_record)
+from ...world.attributes import POSE_FIELDS
 from ...world.edits import PAIR_DIRECTIONS
 from .model import clip_image_tokens
 
@@ -81,7 +82,7 @@ class PairDirection:
 
 
 def identity_record(index: int, seed: int = 0) -> ToonRecord:
-    """The identity portrait of pair `index`: a world record in the direction's source domain."""
+    """The person of pair `index` (the same in every direction): the record its identity portrait renders."""
     return sample_record(record_seed(IDENTITY_SEED + seed, index))
 
 
@@ -107,20 +108,17 @@ def generate_pair(backbone, identity_encoder, direction: PairDirection, index: i
     """One pair: {"image": uint8 64 x 128 x 3 canvas [x_A, x_B], "record": what made it}."""
     person = identity_record(index, seed)
     p, p_a, p_b = pair_prompts(person, direction)
-    texts = ["", p, p_a, p_b]
     if config.identity:  # design (3): c_id before "[X]" in p, p_a, p_b (supp. §1.1)
         if identity_encoder is None:
             raise ValueError("pairs with identity embeddings need the identity encoder (or identity=False)")
-        portrait = render(person).image[None]
-        words = identity_encoder(clip_image_tokens(backbone.clip, backbone.clip_processor, portrait))
-        null = encode_text(backbone, [""])
-        text = torch.cat([null, encode_text_with_words(backbone, texts[1:], person.presentation, words)])
+        tokens = clip_image_tokens(backbone.clip, backbone.clip_processor, render(person).image[None])
+        words = identity_encoder(tokens)
+        text = torch.cat([encode_text(backbone, [""]),
+                          encode_text_with_words(backbone, [p, p_a, p_b], person.presentation, words)])
     else:
-        text = encode_text(backbone, texts)
-    controls = {}
+        text = encode_text(backbone, ["", p, p_a, p_b])
     pose, pose_rec = pose_drawing(index, direction, seed)
-    if config.pose:  # design (2): the pose ControlNet in every branch
-        controls = {"pose": (control_map(backbone, pose), 1.0)}
+    controls = {"pose": (control_map(backbone, pose), 1.0)} if config.pose else {}  # design (2), in every branch
     branches = [Condition(t[None], controls) for t in text]
     size = backbone.unet.config.sample_size
     like = torch.empty(0, device=backbone.device, dtype=backbone.dtype)
@@ -141,9 +139,7 @@ def generate_pair(backbone, identity_encoder, direction: PairDirection, index: i
     else:
         z = ddim_sample(eps, x, make_schedule(backbone.scheduler_config, config.steps))
     record = {"direction": direction.name, "index": index, "seed": seed, "prompts": [p, p_a, p_b],
-              "identity": person.to_dict(), "pose": {k: getattr(pose_rec, k) for k in ("head_x", "head_y",
-                                                                                        "head_scale", "head_tilt",
-                                                                                        "face_shape")},
+              "identity": person.to_dict(), "pose": {k: getattr(pose_rec, k) for k in (*POSE_FIELDS, "face_shape")},
               "config": asdict(config)}
     return {"image": decode_latents(backbone, z)[0], "record": record}
 
