@@ -264,19 +264,30 @@ def train_all(hours, family, runs_dir, cache, fresh):
             echo=click.echo)
 
 
+def _method_part_options(name: str, default_out: str, seed_note: str):
+    """--run-dir, --out, --steps, --seed and --fresh of the commands that train a method's own part."""
+    def deco(f):
+        for opt in reversed([
+            click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path(f"runs/{name}"),
+                         show_default=True, help="Checkpoints, loss log and report."),
+            click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+                         help=f"Where the trained part goes (default: {default_out})."),
+            click.option("--steps", type=click.IntRange(1), default=None, help="Default: the recipe's."),
+            click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
+                         help=f"Training seed ({seed_note})."),
+            click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint and start again."),
+        ]):
+            f = opt(f)
+        return f
+    return deco
+
+
 @train.command(name="pixel-classifiers")
 @click.option("--labelled", type=click.IntRange(1), default=30, show_default=True,
               help="Labelled world renders (image + true map) to learn from (the paper: 20-30).")
 @click.option("--heldout", type=click.IntRange(1), default=100, show_default=True,
               help="Held-out renders the report's IoU is measured on.")
-@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/pixel-classifiers"),
-              show_default=True, help="Checkpoints, loss log and report.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where the classifiers go (default: the family's pixel-classifiers/).")
-@click.option("--steps", type=click.IntRange(1), default=None, help="Default: the recipe's.")
-@click.option("--seed", type=click.IntRange(0), default=0, show_default=True,
-              help="Training seed (also picks the labelled renders).")
-@click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint and start again.")
+@_method_part_options("pixel-classifiers", "the family's pixel-classifiers/", "also picks the labelled renders")
 @_family_option()
 def pixel_classifiers(labelled, heldout, run_dir, out, steps, seed, fresh, family):
     """Train the pixelguide method's pixel classifiers (g_t per guidance timestep, g_multi) on the family's
@@ -299,15 +310,9 @@ def pixel_classifiers(labelled, heldout, run_dir, out, steps, seed, fresh, famil
               help="A CLIPModel folder or hub id whose image tower it reads (toon-64: its own).")
 @click.option("--heldout", type=click.IntRange(1), default=48, show_default=True,
               help="Held-out identities the report's identity agreement is measured on.")
-@click.option("--run-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("runs/identity-encoder"),
-              show_default=True, help="Checkpoints, loss log and report.")
-@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
-              help="Where the encoder goes (default: toon-64's identity-encoder/).")
-@click.option("--steps", type=click.IntRange(1), default=None, help="Default: the recipe's.")
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Default: the recipe's.")
-@click.option("--seed", type=click.IntRange(0), default=0, show_default=True)
-@click.option("--fresh", is_flag=True, help="Ignore an existing checkpoint and start again.")
-def identity_encoder(model, clip, heldout, run_dir, out, steps, batch_size, seed, fresh):
+@_method_part_options("identity-encoder", "toon-64's identity-encoder/", "also picks the training identities")
+def identity_encoder(model, clip, heldout, batch_size, run_dir, out, steps, seed, fresh):
     """Train the MCDM pair generator's identity encoder (supp. §1.1): portrait -> two word embeddings that make
     the frozen U-Net draw that identity; prints its effect on held-out identities."""
     from ..methods.mcdm.model import IDENTITY_FOLDER

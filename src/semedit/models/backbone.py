@@ -233,6 +233,17 @@ def load_backbone(name_or_path: str = TOON64, controlnets=None, clip: str | None
     return bb
 
 
+def load_family_part(model_class, folder: str | Path, what: str, train_command: str,
+                     device: str | torch.device = "cpu"):
+    """A method's trained part (a diffusers ModelMixin saved in `folder`), frozen, in float32 on `device`; a folder
+    without it is a FileNotFoundError that names the command that trains it."""
+    folder = Path(folder)
+    if not (folder / "config.json").exists():
+        raise FileNotFoundError(f"no {what} in {folder}; train with `{train_command}`")
+    model = model_class.from_pretrained(folder, torch_dtype=torch.float32, use_safetensors=True)
+    return model.to(device).eval().requires_grad_(False)
+
+
 def load_evaluator(path: str | Path | None = None, device: str | torch.device = "cpu"):
     """The toon-64 attribute evaluator (the benchmark's judge)."""
     from .evaluator import ToonEvaluator

@@ -14,6 +14,8 @@ import torch.nn as nn
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
+from ...models.backbone import load_family_part
+
 IDENTITY_FOLDER = "identity-encoder"  # inside a model family's folder
 
 
@@ -43,8 +45,4 @@ def clip_image_tokens(clip, processor, images: np.ndarray) -> torch.Tensor:
 
 
 def load_identity_encoder(folder: str | Path, device: str | torch.device = "cpu") -> IdentityEncoder:
-    folder = Path(folder)
-    if not (folder / "config.json").exists():
-        raise FileNotFoundError(f"no identity encoder in {folder}; train it with `semedit train identity-encoder`")
-    model = IdentityEncoder.from_pretrained(folder, torch_dtype=torch.float32, use_safetensors=True)
-    return model.to(device).eval().requires_grad_(False)
+    return load_family_part(IdentityEncoder, folder, "identity encoder", "semedit train identity-encoder", device)

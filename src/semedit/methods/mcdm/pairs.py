@@ -111,7 +111,8 @@ def generate_pair(backbone, identity_encoder, direction: PairDirection, index: i
     if config.identity:  # design (3): c_id before "[X]" in p, p_a, p_b (supp. §1.1)
         if identity_encoder is None:
             raise ValueError("pairs with identity embeddings need the identity encoder (or identity=False)")
-        tokens = clip_image_tokens(backbone.clip, backbone.clip_processor, render(person).image[None])
+        portrait = render(person.replace(costume="normal", expression="neutral")).image  # an everyday photo, as FFHQ's
+        tokens = clip_image_tokens(backbone.clip, backbone.clip_processor, portrait[None])
         words = identity_encoder(tokens)
         text = torch.cat([encode_text(backbone, [""]),
                           encode_text_with_words(backbone, [p, p_a, p_b], person.presentation, words)])

@@ -15,6 +15,8 @@ import torch.nn as nn
 from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
+from ...models.backbone import load_family_part
+
 FOLDER = "pixel-classifiers"  # inside a model family's folder
 
 
@@ -59,8 +61,4 @@ class PixelClassifiers(ModelMixin, ConfigMixin):
 
 
 def load_pixel_classifiers(folder: str | Path, device: str | torch.device = "cpu") -> PixelClassifiers:
-    folder = Path(folder)
-    if not (folder / "config.json").exists():
-        raise FileNotFoundError(f"no pixel classifiers in {folder}; train them with `semedit train pixel-classifiers`")
-    model = PixelClassifiers.from_pretrained(folder, torch_dtype=torch.float32, use_safetensors=True)
-    return model.to(device).eval().requires_grad_(False)
+    return load_family_part(PixelClassifiers, folder, "pixel classifiers", "semedit train pixel-classifiers", device)
