@@ -19,12 +19,11 @@ from .ddim import Callback, EpsFn, alphas_cumprod
 @dataclass(frozen=True)
 class KarrasSchedule:
     sigmas: torch.Tensor  # sigma_0 > ... > sigma_{N-1} > sigma_N = 0, float64
-    timesteps: tuple[int, ...]  # the training timestep nearest each sigma_0 .. sigma_{N-1}
     model_sigmas: torch.Tensor  # sigma of every training timestep, float64
 
     @property
     def num_steps(self) -> int:
-        return len(self.timesteps)
+        return len(self.sigmas) - 1
 
     def timestep_of(self, sigma: float) -> int:
         return int((self.model_sigmas - float(sigma)).abs().argmin())
@@ -39,8 +38,7 @@ def make_karras_schedule(scheduler_config: dict, num_steps: int, rho: float = 7.
     lo, hi = float(model_sigmas[0]) ** (1 / rho), float(model_sigmas[-1]) ** (1 / rho)
     ramp = torch.linspace(0, 1, num_steps, dtype=torch.float64)  # one step: sigma_max alone
     sigmas = (hi + ramp * (lo - hi)) ** rho
-    nearest = tuple(int((model_sigmas - s).abs().argmin()) for s in sigmas)
-    return KarrasSchedule(torch.cat([sigmas, sigmas.new_zeros(1)]), nearest, model_sigmas)
+    return KarrasSchedule(torch.cat([sigmas, sigmas.new_zeros(1)]), model_sigmas)
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ predictions, Eq. 2: s'_d for the shared prompt p on the whole canvas, s'_a for p
 p_b on the right.
 
 Each pair is seeded by its direction and index alone, so a set made by several processes is the one one
-process makes; a set is resumable, a pair's image written before its record.
+process makes; a set is resumable, a pair's image and record written together.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from ...engine.conditioning import (Condition, control_map, decode_latents, enco
 from ...engine.ddim import ddim_sample, make_schedule, seeded_noise
 from ...engine.guidance import composed_guidance, nested_guidance
 from ...engine.karras import karras_sample, make_karras_schedule
+from ...files import write_together
 from ...world import (ToonRecord, captions, diptych_caption, draw_pose, pose_keypoints, record_seed, render,
                       sample_record)
 from ...world.attributes import POSE_FIELDS
@@ -176,13 +177,8 @@ def write_pairs(backbone, identity_encoder, directions: list[PairDirection], n: 
         base = pair_path(out, direction, j)
         if not base.with_suffix(".json").exists():
             pair = generate_pair(backbone, identity_encoder, direction, j, config, seed)
-            base.parent.mkdir(parents=True, exist_ok=True)
-            tmp = base.with_name(f".{base.name}.png.partial")
-            Image.fromarray(pair["image"]).save(tmp, format="PNG")
-            tmp.replace(base.with_suffix(".png"))
-            tmp = base.with_name(f".{base.name}.json.partial")
-            tmp.write_text(json.dumps(pair["record"], indent=1))
-            tmp.replace(base.with_suffix(".json"))
+            write_together([(base.with_suffix(".png"), lambda p: Image.fromarray(pair["image"]).save(p, format="PNG")),
+                            (base.with_suffix(".json"), lambda p: p.write_text(json.dumps(pair["record"], indent=1)))])
             made += 1
         if progress is not None:
             progress(direction, j)

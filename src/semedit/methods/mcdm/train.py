@@ -56,11 +56,10 @@ def identity_effect(backbone, encoder: IdentityEncoder | None, evaluator, n: int
                     seed: int = HELDOUT_SEED) -> list[float]:
     """Identity agreement, per held-out identity, of "a [X], normal costume" generated with c_id of a render of
     that identity put before [X] (or, with no encoder, without it: the chance level of the prompt alone)."""
-    out = []
+    out, null = [], encode_text(backbone, [""])
     for i in range(n):
         source = sample_record(record_seed(seed, i))
         prompt = f"a {source.presentation}, normal costume"
-        null = encode_text(backbone, [""])
         if encoder is None:
             text = encode_text(backbone, [prompt])
         else:
