@@ -75,6 +75,20 @@ def count_network_calls(backbone, before_unet: Callable[[NetworkCalls], None] | 
             h.remove()
 
 
+@contextmanager
+def counting_as_unet(module):
+    """Within the context, calls of `module` (a method's own trained U-Net, kept across edits) count, and report
+    progress, as the backbone U-Net's under the active counter."""
+    hooks = _UNET_HOOKS.get()
+    handles = [] if hooks is None else [module.register_forward_pre_hook(hooks[0], with_kwargs=True),
+                                        module.register_forward_hook(hooks[1], with_kwargs=True)]
+    try:
+        yield module
+    finally:
+        for h in handles:
+            h.remove()
+
+
 def counted_as_unet(module):
     """`module`, a stand-in for the backbone's U-Net made during an edit (a fine-tuned copy), with the active
     counter's U-Net hooks, so its calls count (and report progress) as the U-Net's. Returns the module."""

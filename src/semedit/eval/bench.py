@@ -23,6 +23,7 @@ import numpy as np
 from ..models.evaluator import segmentation_accuracy
 from ..world import (CATEGORICAL, IDENTITY_FIELDS, CAPTION_FIELDS, GroundTruthEdit, colourise_seg, describe,
                      ground_truth_edit, layer_captions, layout_map, observable, render, resize_square, sample_record)
+from ..world.edits import PAIR_DIRECTIONS
 from ..files import check_new_files, write_together
 from .metrics import frechet_distance, mae, psnr, ssim
 from .paper_nets import PaperNets, arcface_similarity, inception_features, lpips_distance
@@ -37,6 +38,9 @@ class TaskKind:
     caption_field: str | None  # the caption field naming the attribute (dropped from layout tasks' prompts)
     also: str | None = None  # a second attribute changed at once (compound tasks: the background)
     reference: bool = False  # the method may also take a picture of the target background (layered methods)
+    # paired-direction tasks (the MCDM paper's §4): the source shows `source_value`, the target one of `targets`
+    source_value: str | None = None
+    targets: tuple | None = None
 
 
 TASK_KINDS: dict[str, TaskKind] = {
@@ -60,11 +64,16 @@ TASK_KINDS: dict[str, TaskKind] = {
     "compound-expression": TaskKind("expression", "text", "expression", also="background"),
     "compound-hair": TaskKind("hair_colour", "text", "hair", also="background"),
     "compound-reference": TaskKind("costume", "text", "costume", also="background", reference=True),
+    # the MCDM paper's two tasks, four directions each (§4 "Datasets"): normal costume / neutral expression to
+    # one of the targets its model is trained for
+    **{f"pair-{a}": TaskKind(a, "text", a, source_value=source, targets=targets)
+       for a, (source, targets) in PAIR_DIRECTIONS.items()},
 }
-KIND_GROUPS = {group: [k for k, v in TASK_KINDS.items() if v.also is None and ((v.condition == group) or
-                       (group == "layout" and v.condition in ("pose", "scribble")))]
+KIND_GROUPS = {group: [k for k, v in TASK_KINDS.items() if v.also is None and v.source_value is None and (
+                       (v.condition == group) or (group == "layout" and v.condition in ("pose", "scribble")))]
                for group in ("text", "layout", "map")}
 KIND_GROUPS["compound"] = [k for k, v in TASK_KINDS.items() if v.also is not None]
+KIND_GROUPS["pairs"] = [k for k, v in TASK_KINDS.items() if v.source_value is not None]
 # How a method that takes no map is told a map edit (the paper's comparisons, §4.2 / supp. B.5): SDEdit in
 # stroke mode (the edited map painted into the input), ControlNet-only by the edited scribble, every other
 # method by the target prompt.
@@ -109,10 +118,12 @@ def make_task(kind: str, index: int, seed: int = 0) -> BenchTask:
     for _ in range(1000):
         rec_seed = int(rng.integers(2**31))
         src = sample_record(rec_seed)
+        if tk.source_value is not None:
+            src = src.replace(**{tk.attribute: tk.source_value})
         if tk.attribute == "head_x":
             change = {"head_x": round(src.head_x - POSE_SHIFT if src.head_x >= 0 else src.head_x + POSE_SHIFT, 2)}
         else:
-            values = [v for v in CATEGORICAL[tk.attribute] if v != getattr(src, tk.attribute)]
+            values = [v for v in (tk.targets or CATEGORICAL[tk.attribute]) if v != getattr(src, tk.attribute)]
             change = {tk.attribute: values[int(rng.integers(len(values)))]}
         if tk.also is not None:
             values = [v for v in CATEGORICAL[tk.also] if v != getattr(src, tk.also)]

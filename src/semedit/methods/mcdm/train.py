@@ -10,12 +10,16 @@ identity. The paper's FFHQ becomes world renders of identities drawn from the wo
 
 from __future__ import annotations
 
+import copy
 import json
 import time
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from diffusers import UNet2DConditionModel
 
 from ...engine.conditioning import Condition, decode_latents, encode_text, encode_text_with_words
 from ...engine.ddim import alphas_cumprod
@@ -25,7 +29,9 @@ from ...models.vae import encode_latents
 from ...training.diffusion import diffusion_loss, noised
 from ...training.loop import TrainConfig, TrainRun
 from ...world import IDENTITY_FIELDS, ToonRecord, captions, describe, observable, record_seed, render, sample_record
-from .model import IdentityEncoder, clip_image_tokens
+from ...world.edits import sample_pair
+from .model import MCDM, IdentityEncoder, ImageEmbeddingAdapter, clip_image_tokens, widen_conv_in
+from .pairs import PairDirection, read_pairs
 
 IDENTITY_TRAIN = TrainConfig(steps=2500, batch_size=8, lr=1e-4, warmup=100, weight_decay=0.0, grad_clip=1.0,
                              checkpoint_every=250, log_every=25, seed=0)
@@ -119,5 +125,155 @@ def train_identity_encoder(model: str, run_dir: str | Path, out_dir: str | Path 
               "identity_agreement_without": [float(np.mean(without)), se(without)]}
     if out_dir is not None:
         encoder.to(torch.float16).save_pretrained(Path(out_dir), safe_serialization=True)
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+# The MCDM (§3.3, supp. §1.2). The paper: batch 4, lr 5e-6, 200,000 steps (3 days on an A100); toon-64's
+# U-Net is about 1/140 of SD's and learns here in a few thousand steps at a larger rate.
+MCDM_TRAIN = TrainConfig(steps=3000, batch_size=16, lr=1e-4, warmup=100, weight_decay=1e-2, grad_clip=1.0,
+                         checkpoint_every=250, log_every=25, seed=0)
+RECONSTRUCTION = 0.05  # §3.3: 5% of the time the target is x_A under p_a
+# The official code's condition dropout (one draw u per example): u < 0.05 drops c_s, < 0.10 c_im, < 0.15 the
+# text, < 0.20 all three (§3.3: 20% over any combination).
+DROP_SPATIAL, DROP_IMAGE, DROP_TEXT, DROP_ALL = 0.05, 0.10, 0.15, 0.20
+WORLD_PAIR_SEED = 23_000_000  # the ground-truth pairs of the "world pairs" training set
+
+
+@dataclass
+class PairTensors:
+    """A training set of pairs, encoded once: latents of x_A and x_B, CLIP tokens of x_A, and for each pair the
+    text embeddings of p_a and p_b in the paper's words ("a woman, normal costume") and as full descriptions."""
+    source: torch.Tensor
+    target: torch.Tensor
+    clip_tokens: torch.Tensor
+    text_a: torch.Tensor  # (N, 2, L, D): [template, description]
+    text_b: torch.Tensor
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+
+def pair_texts(source: ToonRecord, target: ToonRecord, attribute: str) -> tuple[list[str], list[str]]:
+    """p_a and p_b of a pair: the paper's "a [X], [Y]" and the world's full description, so that the trained model
+    follows both a direction's words and a caption such as `--set` edits give."""
+    return [captions(source)[attribute], describe(source)], [captions(target)[attribute], describe(target)]
+
+
+@torch.no_grad()
+def encode_pairs(backbone, sources: np.ndarray, targets: np.ndarray, texts_a: list[list[str]],
+                 texts_b: list[list[str]], batch: int = 64) -> PairTensors:
+    parts = {k: [] for k in ("source", "target", "clip_tokens", "text_a", "text_b")}
+    for i in range(0, len(sources), batch):
+        sl = slice(i, i + batch)
+        parts["source"].append(encode_latents(backbone.vae, sources[sl]))
+        parts["target"].append(encode_latents(backbone.vae, targets[sl]))
+        parts["clip_tokens"].append(clip_image_tokens(backbone.clip, backbone.clip_processor, sources[sl]))
+        for key, texts in (("text_a", texts_a[sl]), ("text_b", texts_b[sl])):
+            e = encode_text(backbone, [t for pair in texts for t in pair])
+            parts[key].append(e.view(len(texts), 2, *e.shape[1:]))
+    return PairTensors(**{k: torch.cat(v) for k, v in parts.items()})
+
+
+def generated_pair_set(backbone, folders) -> PairTensors:
+    """The pairs of `semedit mcdm pairs` folders."""
+    pairs = [p for f in folders for p in read_pairs(f)]
+    if not pairs:
+        raise ValueError(f"no pairs in {', '.join(map(str, folders))}; make them with `semedit mcdm pairs`")
+    texts = []
+    for p in pairs:
+        d = PairDirection.parse(p["direction"])
+        person = ToonRecord.from_dict(p["identity"])
+        texts.append(pair_texts(person.replace(**{d.attribute: d.source}), person.replace(**{d.attribute: d.target}),
+                                d.attribute))
+    return encode_pairs(backbone, np.stack([p["left"] for p in pairs]), np.stack([p["right"] for p in pairs]),
+                        [t[0] for t in texts], [t[1] for t in texts])
+
+
+def world_pair_set(backbone, n: int, seed: int = WORLD_PAIR_SEED) -> PairTensors:
+    """n ground-truth pairs of the world (the same person and pose, only the direction's attribute changed), half
+    costume and half expression: what no generator gives, to measure what the generated pairs cost."""
+    records = [sample_pair(record_seed(seed, i), ("costume", "expression")[i % 2]) for i in range(n)]
+    texts = [pair_texts(s, t, kind) for s, t, kind in records]
+    return encode_pairs(backbone, np.stack([render(s).image for s, _, _ in records]),
+                        np.stack([render(t).image for _, t, _ in records]), [t[0] for t in texts],
+                        [t[1] for t in texts])
+
+
+def new_mcdm(backbone, spatial: bool = True, image_embeddings: bool = True, pretrained: bool = True) -> MCDM:
+    """The MCDM before training (§3.3): the backbone's U-Net, widened for c_s with zero weights, and the
+    identity-initialised adapter; the paper's ablations drop c_s ("w/o Spt"), c_im ("w/o Iemb") or the
+    pretrained weights ("w/o Prt")."""
+    unet = backbone.unet
+    if spatial:
+        unet = widen_conv_in(unet, unet.config.in_channels, pretrained)
+    else:
+        unet = copy.deepcopy(unet) if pretrained else UNet2DConditionModel.from_config(unet.config)
+    adapter = None
+    if image_embeddings:
+        vision = backbone.clip.config.vision_config
+        adapter = ImageEmbeddingAdapter(
+            clip_tokens=(vision.image_size // vision.patch_size) ** 2 + 1, clip_dim=vision.hidden_size,
+            latent_channels=unet.config.out_channels, latent_size=unet.config.sample_size,
+            cross_attention_dim=unet.config.cross_attention_dim)
+    return MCDM(unet.float().requires_grad_(True), adapter)
+
+
+def train_mcdm(model: str, run_dir: str | Path, out_dir: str | Path | None, pair_folders=(), world_pairs: int = 0,
+               cfg: TrainConfig = MCDM_TRAIN, spatial: bool = True, image_embeddings: bool = True,
+               pretrained: bool = True, resume: bool = True) -> dict:
+    """Train the MCDM of `model` on generated pairs (`pair_folders`) and/or `world_pairs` ground-truth pairs and
+    save it (fp16) to `out_dir`: the eps loss of the target x_B under {c_s, c_im, p_b}, with 5% reconstruction
+    and the condition dropout."""
+    run_dir = Path(run_dir)
+    backbone = load_backbone(model, device="cpu")
+    if image_embeddings and backbone.clip is None:
+        raise ValueError(f"{model} has no CLIP image encoder for the image embeddings")
+    sets = ([generated_pair_set(backbone, pair_folders)] if pair_folders else []) + \
+        ([world_pair_set(backbone, world_pairs)] if world_pairs else [])
+    if not sets:
+        raise ValueError("give pairs to train on: generated pair folders or a number of world pairs")
+    data = PairTensors(*(torch.cat([getattr(s, f.name) for s in sets]) for f in fields(PairTensors)))
+    black = np.zeros((1, backbone.image_size, backbone.image_size, 3), np.uint8)
+    null_latent = encode_latents(backbone.vae, black)
+    null_tokens = clip_image_tokens(backbone.clip, backbone.clip_processor, black) if image_embeddings else None
+    null_text = encode_text(backbone, [""])
+    alphas = alphas_cumprod(backbone.scheduler_config).float()
+    torch.manual_seed(cfg.seed)
+    mcdm = new_mcdm(backbone, spatial, image_embeddings, pretrained)
+    run = TrainRun(run_dir, cfg, mcdm, "MCDM", resume=resume)
+
+    def loss_fn(step, g):
+        idx = torch.randint(len(data), (cfg.batch_size,), generator=g)
+        u = torch.rand(cfg.batch_size, generator=g)
+        recon = torch.rand(cfg.batch_size, generator=g) < RECONSTRUCTION
+        wording = torch.randint(2, (cfg.batch_size,), generator=g)
+        source, target = data.source[idx], torch.where(recon[:, None, None, None], data.source[idx], data.target[idx])
+        text_a, text_b = data.text_a[idx, wording], data.text_b[idx, wording]
+        text = torch.where(recon[:, None, None], text_a, text_b)
+        drop_s = (u < DROP_SPATIAL) | ((u >= DROP_TEXT) & (u < DROP_ALL))
+        drop_im = ((u >= DROP_SPATIAL) & (u < DROP_IMAGE)) | ((u >= DROP_TEXT) & (u < DROP_ALL))
+        drop_text = (u >= DROP_IMAGE) & (u < DROP_ALL)
+        c_s = torch.where(drop_s[:, None, None, None], torch.zeros_like(source), source)
+        text = torch.where(drop_text[:, None, None], null_text.expand_as(text), text)
+        image = None
+        if image_embeddings:  # a dropped c_im is the black image's, as at inference
+            tokens = torch.where(drop_im[:, None, None], null_tokens, data.clip_tokens[idx])
+            image = (tokens, torch.where(drop_im[:, None, None, None], null_latent, source))
+        x_t, noise, t = noised(target, alphas, g)
+        pred = run.module(x_t, t, text, c_s, image=image)
+        return F.mse_loss(pred, noise), {}
+
+    t0 = time.perf_counter()
+    run.run(loss_fn)
+    seconds = time.perf_counter() - t0
+    trained = run.final_module().eval()
+    report = {"steps": run.step, "seed": cfg.seed, "batch_size": cfg.batch_size, "lr": cfg.lr,
+              "pairs": len(data), "pair_folders": [str(f) for f in pair_folders], "world_pairs": world_pairs,
+              "spatial": spatial, "image_embeddings": image_embeddings, "pretrained": pretrained,
+              "train_seconds_this_run": round(seconds, 1),
+              "params": sum(p.numel() for p in trained.parameters())}
+    if out_dir is not None:
+        trained.save_pretrained(Path(out_dir))
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))
     return report
