@@ -33,10 +33,14 @@ def trained(tmp_path_factory):
     return folder, report
 
 
-def santa_request():
-    rec = sample_record(5).replace(costume="normal")
+def trained_request(folder, **changes):
+    """An edit along the first direction the model in `folder` was trained on (or `changes`)."""
+    directions = json.loads((folder / "directions.json").read_text())
+    attribute, entry = next(iter(directions.items()))
+    changes = changes or {attribute: next(iter(entry["targets"]))}
+    rec = sample_record(5).replace(costume="normal", expression="neutral")
     return EditRequest(image=render(rec).image, source_prompt=describe(rec),
-                       target_prompt=describe(rec.replace(costume="santa")))
+                       target_prompt=describe(rec.replace(**changes)))
 
 
 def test_widened_unet_starts_as_the_base_model(toon64):
@@ -81,20 +85,52 @@ def test_ablations_drop_their_condition(toon64):
 
 def test_edit_is_deterministic_and_makes_the_recipes_calls(trained, toon64):
     folder, _ = trained
-    config = make_config("mcdm", model=str(folder / "model"), **FAST)
-    a = run_edit("mcdm", toon64, santa_request(), config, seed=3)
-    b = run_edit("mcdm", toon64, santa_request(), config, seed=3)
+    request = trained_request(folder / "model")
+    config = make_config("mcdm", trained_model=str(folder / "model"), **FAST)
+    a = run_edit("mcdm", toon64, request, config, seed=3)
+    b = run_edit("mcdm", toon64, request, config, seed=3)
     assert np.array_equal(a.image, b.image) and a.mask.shape == (64, 64)
     # mask: 2 noise draws x 5 branches; sampling: 4 steps x (3 nested branches + p_a + p_b)
     assert a.unet_evaluations == 2 * 5 + 4 * 5
-    plain = run_edit("mcdm", toon64, santa_request(), make_config("mcdm", model=str(folder / "model"), mask=False,
-                                                                   **FAST), seed=3)
+    plain = run_edit("mcdm", toon64, request, make_config("mcdm", trained_model=str(folder / "model"),
+                                                          mask_guided=False, **FAST), seed=3)
     assert plain.mask is None and plain.unet_evaluations == 4 * 4
+    assert a.provenance["mask_threshold"] == {"costume": 0.2, "expression": 0.35}[a.provenance["direction"]]
+
+
+def test_mask_guided_noise_is_the_source_branch_outside_the_mask(trained, toon64):
+    from semedit.methods.mcdm import Branch, guided_noise, image_conditions, mask_guided_noise
+
+    model = load_mcdm(trained[0] / "model")
+    c_s, (c_im, null_im) = image_conditions(toon64, model, render(sample_record(1)).image)
+    text = [torch.randn(1, 8, 128) for _ in range(3)]
+    nested = [Branch(text[0], torch.zeros_like(c_s), null_im), Branch(text[0], torch.zeros_like(c_s), c_im),
+              Branch(text[0], c_s, c_im)]
+    source, target = Branch(text[1], c_s, c_im), Branch(text[2], c_s, c_im)
+    mask = torch.zeros(1, 1, 16, 16)
+    mask[..., 4:9, 2:12] = 1
+    x, scales = torch.randn(1, 4, 16, 16), (3.0, 3.0, 5.0)
+    with torch.no_grad():
+        eps = mask_guided_noise(model, nested, source, target, scales, mask)(x, 500)
+        e_a, e_b = guided_noise(model, x, 500, nested, [source, target], scales)
+    inside = mask.bool().expand_as(eps)
+    assert torch.equal(eps[~inside], e_a[~inside]) and torch.equal(eps[inside], e_b[inside])
+    assert not torch.allclose(e_a, e_b)
+
+
+def test_an_untrained_direction_is_refused_before_it_runs(trained, toon64):
+    folder = trained[0] / "model"
+    with pytest.raises(ValueError, match="trained on"):
+        run_edit("mcdm", toon64, trained_request(folder, hair_colour="red"),
+                 make_config("mcdm", trained_model=str(folder), **FAST))
 
 
 def test_edit_without_an_ablated_condition_runs(toon64, tmp_path):
     new_mcdm(toon64, spatial=False, image_embeddings=False).save_pretrained(tmp_path)
-    result = run_edit("mcdm", toon64, santa_request(), make_config("mcdm", model=str(tmp_path), **FAST))
+    rec = sample_record(5).replace(costume="normal")
+    request = EditRequest(image=render(rec).image, source_prompt=describe(rec),
+                          target_prompt=describe(rec.replace(costume="santa")))
+    result = run_edit("mcdm", toon64, request, make_config("mcdm", trained_model=str(tmp_path), **FAST))
     assert result.image.shape == (64, 64, 3)
 
 
@@ -102,7 +138,8 @@ def test_bad_settings_and_a_missing_model_are_clear_errors(toon64, tmp_path):
     with pytest.raises(ValueError, match="odd"):
         MCDMConfig(mask_blur=4)
     with pytest.raises(ValueError, match="semedit train mcdm"):
-        run_edit("mcdm", toon64, santa_request(), make_config("mcdm", model=str(tmp_path)))
+        run_edit("mcdm", toon64, EditRequest(render(sample_record(1)).image, "a man, angry", "a man"),
+                 make_config("mcdm", trained_model=str(tmp_path)))
 
 
 def test_train_command_needs_pairs():

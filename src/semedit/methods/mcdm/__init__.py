@@ -23,7 +23,7 @@ from ...engine.conditioning import decode_latents, encode_image, encode_text
 from ...engine.counting import counting_as_unet, phase
 from ...engine.ddim import alphas_cumprod, q_sample, scheduler_sample, seeded_noise
 from ...engine.guidance import nested_guidance
-from ...engine.masks import gaussian_blur, noise_difference, normalise, resize, threshold
+from ...engine.masks import blend, gaussian_blur, noise_difference, normalise, resize, threshold
 from ..base import EditRequest, EditResult, MethodConfig, provenance, register, setting
 from .model import MCDM, MCDM_FOLDER, clip_image_tokens, load_mcdm
 
@@ -35,14 +35,15 @@ class MCDMConfig(MethodConfig):
                                     lo=0, hi=50)
     spatial_guidance: float = setting(3.0, "s2, of the spatial embeddings (supp. §1.3: 3)", lo=0, hi=50)
     text_guidance: float = setting(5.0, "s3, of the text (supp. §1.3: 5)", lo=0, hi=50)
-    mask: bool = setting(True, "mask-guided noise, Eq. 3 (off: the paper's \"w/o Mask\", p_b everywhere)")
+    mask_guided: bool = setting(True, "mask-guided noise, Eq. 3 (off: the paper's \"w/o Mask\", p_b everywhere)")
     mask_samples: int = setting(10, "noise draws averaged for the mask (supp. §1.3: 10)", lo=1, hi=100)
     mask_strength: float = setting(0.5, "share of the steps x_A is noised for the mask's predictions (supp. §1.3: "
                                         "10 of 20)", lo=0, hi=1, lo_open=True)
-    mask_threshold: float = setting(0.2, "lambda on the normalised, blurred map (supp. §1.3: 0.2 for costumes, 0.35 "
-                                         "for expressions)", lo=0, hi=1, hi_open=True)
+    mask_threshold: float | None = setting(None, "lambda on the normalised, blurred map; none: the direction's, 0.2 "
+                                                "for costumes, 0.35 for expressions (supp. §1.3)", lo=0, hi=1,
+                                           hi_open=True)
     mask_blur: int = setting(5, "Gaussian blur kernel of the normalised map, odd (supp. §1.3: 5)", lo=1, hi=15)
-    model: str | None = setting(None, f"folder of the trained MCDM; none: the model family's {MCDM_FOLDER}/")
+    trained_model: str | None = setting(None, f"folder of the trained MCDM; none: the model family's {MCDM_FOLDER}/")
 
     def check(self) -> None:
         if self.mask_blur % 2 == 0:
@@ -52,18 +53,20 @@ class MCDMConfig(MethodConfig):
                              "step; raise either")
 
 
-_LOADED: dict[tuple[str, str], MCDM] = {}
+MASK_THRESHOLD = {"costume": 0.2, "expression": 0.35}  # supp. §1.3: lambda per task
+_LOADED: dict[tuple, MCDM] = {}
 
 
 def model_for(backbone, config: MCDMConfig) -> MCDM:
-    """The trained MCDM (loaded once per folder and device)."""
-    if config.model is not None:
-        folder = Path(config.model)
+    """The trained MCDM (loaded once per folder, version on disk and device)."""
+    if config.trained_model is not None:
+        folder = Path(config.trained_model)
     elif backbone.root is not None:
         folder = backbone.root / MCDM_FOLDER
     else:
-        raise ValueError(f"{backbone.name} has no trained MCDM; give its folder (model=...)")
-    key = (str(folder.resolve()), str(backbone.device))
+        raise ValueError(f"{backbone.name} has no trained MCDM; give its folder (trained_model=...)")
+    weights = folder / "unet" / "config.json"
+    key = (str(folder.resolve()), weights.stat().st_mtime_ns if weights.exists() else None, str(backbone.device))
     if key not in _LOADED:
         try:
             _LOADED[key] = load_mcdm(folder, backbone.device)
@@ -74,6 +77,21 @@ def model_for(backbone, config: MCDMConfig) -> MCDM:
         raise ValueError(f"the MCDM in {folder} was trained on {model.unet.config.sample_size}-latent images, "
                          f"{backbone.name} makes {backbone.unet.config.sample_size}")
     return model
+
+
+def trained_direction(model: MCDM, request: EditRequest) -> str | None:
+    """The attribute of the trained direction the edit asks for: a target phrase the model was trained on that the
+    target prompt names and the source prompt does not. A model that does not list its directions: None."""
+    if model.directions is None:
+        return None
+    source, target = request.source_prompt.lower(), request.target_prompt.lower()
+    for attribute, entry in model.directions.items():
+        if any(p in target and p not in source for p in entry["targets"].values()):
+            return attribute
+    trained = "; ".join(f"{a}: {e['source']} -> {', '.join(e['targets'].values())}"
+                        for a, e in model.directions.items())
+    raise ValueError(f"this MCDM edits only the directions it was trained on ({trained}); the target prompt names "
+                     "none of their targets that the source prompt does not already name")
 
 
 @dataclass
@@ -115,7 +133,18 @@ def guided_noise(model: MCDM, x, t, nested: list[Branch], texts: list[Branch], s
     return [nested_guidance([e_null, e_image, e_spatial, e], scales) for e in e_text]
 
 
-def edit_mask(model: MCDM, z0, schedule, nested, texts, config: MCDMConfig, seed: int):
+def mask_guided_noise(model: MCDM, nested, source: Branch, target: Branch, scales, mask):
+    """eps(x, t) of Eq. 3: the guided prediction under p_b inside the mask, under p_a outside (mask None: p_b
+    everywhere, the paper's "w/o Mask")."""
+    def eps(x, t):
+        if mask is None:
+            return guided_noise(model, x, t, nested, [target], scales)[0]
+        e_a, e_b = guided_noise(model, x, t, nested, [source, target], scales)
+        return blend(e_b, e_a, mask)
+    return eps
+
+
+def edit_mask(model: MCDM, z0, schedule, nested, texts, config: MCDMConfig, lam: float, seed: int):
     """The binary latent mask and its soft map (supp. §1.3, DiffEdit's recipe on the trained model): x_A noised to
     the level `mask_strength` of the way, the guided one-step predictions under p_a and p_b for `mask_samples`
     noise draws; N(|z_{t-1} - z'_{t-1}|) > lambda, where one deterministic step makes the two latents differ by
@@ -128,7 +157,7 @@ def edit_mask(model: MCDM, z0, schedule, nested, texts, config: MCDMConfig, seed
                                                             config.text_guidance))
     soft = gaussian_blur(normalise(noise_difference(e_b, e_a, samples=config.mask_samples), "minmax"),
                          config.mask_blur)
-    return threshold(soft, config.mask_threshold), soft
+    return threshold(soft, lam), soft
 
 
 def unipc(backbone, steps: int):
@@ -145,6 +174,8 @@ def mcdm(backbone, request: EditRequest, config: MCDMConfig = MCDMConfig(), seed
     model = model_for(backbone, config)
     if model.adapter is not None and backbone.clip is None:
         raise ValueError(f"{backbone.name} has no CLIP image encoder for the MCDM's image embeddings")
+    attribute = trained_direction(model, request)
+    lam = config.mask_threshold if config.mask_threshold is not None else MASK_THRESHOLD.get(attribute, 0.2)
     # 1. The conditions (§3.3): c_s, c_im and the texts p_b (target) and p_a (source), each with its null.
     c_s, (c_im, null_im) = image_conditions(backbone, model, request.image)
     null_text, text_a, text_b = encode_text(backbone, ["", request.source_prompt, request.target_prompt]).chunk(3)
@@ -156,22 +187,18 @@ def mcdm(backbone, request: EditRequest, config: MCDMConfig = MCDMConfig(), seed
     with counting_as_unet(model.unet):
         # 2. The edit mask from the trained model (§3.4, supp. §1.3).
         mask = soft = None
-        if config.mask:
+        if config.mask_guided:
             with phase("mask", 1):
-                mask, soft = edit_mask(model, c_s, schedule, nested, [source, target], config, seed)
+                mask, soft = edit_mask(model, c_s, schedule, nested, [source, target], config, lam, seed)
 
         # 3. UniPC from pure noise with Eq. 3's mask-guided noise: p_b inside the mask, p_a outside.
-        def eps(x, t):
-            if mask is None:
-                return guided_noise(model, x, t, nested, [target], scales)[0]
-            e_a, e_b = guided_noise(model, x, t, nested, [source, target], scales)
-            return e_b * mask + e_a * (1 - mask)
-
         x = seeded_noise(c_s.shape, seed, c_s) * schedule.init_noise_sigma
         with phase("sampling", config.steps):
-            z = scheduler_sample(eps, x, unipc(backbone, config.steps))
+            z = scheduler_sample(mask_guided_noise(model, nested, source, target, scales, mask), x,
+                                 unipc(backbone, config.steps))
     up = None if mask is None else resize(mask, (backbone.image_size,) * 2)[0, 0].cpu().numpy()
     return EditResult(image=decode_latents(backbone, z)[0], mask=up,
                       intermediates={"mask_latent": mask, "mask_soft": soft, "latents": z,
                                      "image_embeddings": c_im},
-                      provenance=provenance("mcdm", config, seed, backbone))
+                      provenance={**provenance("mcdm", config, seed, backbone), "direction": attribute,
+                                  "mask_threshold": lam if config.mask_guided else None})

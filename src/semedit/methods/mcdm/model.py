@@ -8,6 +8,7 @@ safetensors)."""
 from __future__ import annotations
 
 import copy
+import json
 from pathlib import Path
 
 import numpy as np
@@ -96,13 +97,18 @@ def widen_conv_in(unet: UNet2DConditionModel, extra_channels: int, pretrained: b
     return wide
 
 
+DIRECTIONS_FILE = "directions.json"  # {attribute: {"source": phrase, "targets": {value: phrase}}} it was trained on
+
+
 class MCDM(nn.Module):
     """The trained U-Net (4 input channels more if it takes c_s) and the adapter (None without image embeddings):
-    eps(z_t, t, {c_s, c_im, c_p}) with c_s concatenated to z_t and c_im after the text tokens."""
+    eps(z_t, t, {c_s, c_im, c_p}) with c_s concatenated to z_t and c_im after the text tokens; `directions`, the
+    editing directions it was trained on, in the prompts' words."""
 
-    def __init__(self, unet: UNet2DConditionModel, adapter: ImageEmbeddingAdapter | None):
+    def __init__(self, unet: UNet2DConditionModel, adapter: ImageEmbeddingAdapter | None,
+                 directions: dict | None = None):
         super().__init__()
-        self.unet, self.adapter = unet, adapter
+        self.unet, self.adapter, self.directions = unet, adapter, directions
 
     @property
     def spatial(self) -> bool:
@@ -122,6 +128,8 @@ class MCDM(nn.Module):
         for name, part in (("unet", self.unet), ("adapter", self.adapter)):
             if part is not None:
                 copy.deepcopy(part).half().save_pretrained(Path(folder) / name, safe_serialization=True)
+        if self.directions is not None:
+            (Path(folder) / DIRECTIONS_FILE).write_text(json.dumps(self.directions, indent=2))
 
 
 def load_mcdm(folder: str | Path, device: str | torch.device = "cpu") -> MCDM:
@@ -131,4 +139,5 @@ def load_mcdm(folder: str | Path, device: str | torch.device = "cpu") -> MCDM:
     if (folder / "adapter" / "config.json").exists():
         adapter = load_family_part(ImageEmbeddingAdapter, folder / "adapter", "MCDM adapter", "semedit train mcdm",
                                    device)
-    return MCDM(unet, adapter).eval()
+    directions = json.loads((folder / DIRECTIONS_FILE).read_text()) if (folder / DIRECTIONS_FILE).exists() else None
+    return MCDM(unet, adapter, directions).eval()

@@ -13,7 +13,7 @@ from __future__ import annotations
 import copy
 import json
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,8 @@ from ...models.vae import encode_latents
 from ...training.diffusion import diffusion_loss, noised
 from ...training.loop import TrainConfig, TrainRun
 from ...world import IDENTITY_FIELDS, ToonRecord, captions, describe, observable, record_seed, render, sample_record
-from ...world.edits import sample_pair
+from ...world.captions import COSTUME_PHRASE, EXPRESSION_PHRASE
+from ...world.edits import PAIR_DIRECTIONS, sample_pair
 from .model import MCDM, IdentityEncoder, ImageEmbeddingAdapter, clip_image_tokens, widen_conv_in
 from .pairs import PairDirection, read_pairs
 
@@ -149,9 +150,28 @@ class PairTensors:
     clip_tokens: torch.Tensor
     text_a: torch.Tensor  # (N, 2, L, D): [template, description]
     text_b: torch.Tensor
+    directions: frozenset = frozenset()  # {(attribute, target value)}
+
+    TENSORS = ("source", "target", "clip_tokens", "text_a", "text_b")
 
     def __len__(self) -> int:
         return len(self.source)
+
+    @classmethod
+    def join(cls, sets: list["PairTensors"]) -> "PairTensors":
+        return cls(*(torch.cat([getattr(s, f) for s in sets]) for f in cls.TENSORS),
+                   directions=frozenset().union(*(s.directions for s in sets)))
+
+
+def direction_phrases(directions) -> dict:
+    """The directions a model is trained on, in the prompts' words (the paper's [Y] and [Z] phrases)."""
+    phrases = {"costume": COSTUME_PHRASE, "expression": EXPRESSION_PHRASE}
+    out = {}
+    for attribute, target in sorted(directions):
+        source = PAIR_DIRECTIONS[attribute][0]
+        entry = out.setdefault(attribute, {"source": phrases[attribute][source], "targets": {}})
+        entry["targets"][target] = phrases[attribute][target]
+    return out
 
 
 def pair_texts(source: ToonRecord, target: ToonRecord, attribute: str) -> tuple[list[str], list[str]]:
@@ -162,8 +182,8 @@ def pair_texts(source: ToonRecord, target: ToonRecord, attribute: str) -> tuple[
 
 @torch.no_grad()
 def encode_pairs(backbone, sources: np.ndarray, targets: np.ndarray, texts_a: list[list[str]],
-                 texts_b: list[list[str]], batch: int = 64) -> PairTensors:
-    parts = {k: [] for k in ("source", "target", "clip_tokens", "text_a", "text_b")}
+                 texts_b: list[list[str]], directions, batch: int = 64) -> PairTensors:
+    parts = {k: [] for k in PairTensors.TENSORS}
     for i in range(0, len(sources), batch):
         sl = slice(i, i + batch)
         parts["source"].append(encode_latents(backbone.vae, sources[sl]))
@@ -172,7 +192,7 @@ def encode_pairs(backbone, sources: np.ndarray, targets: np.ndarray, texts_a: li
         for key, texts in (("text_a", texts_a[sl]), ("text_b", texts_b[sl])):
             e = encode_text(backbone, [t for pair in texts for t in pair])
             parts[key].append(e.view(len(texts), 2, *e.shape[1:]))
-    return PairTensors(**{k: torch.cat(v) for k, v in parts.items()})
+    return PairTensors(**{k: torch.cat(v) for k, v in parts.items()}, directions=frozenset(directions))
 
 
 def generated_pair_set(backbone, folders) -> PairTensors:
@@ -180,14 +200,15 @@ def generated_pair_set(backbone, folders) -> PairTensors:
     pairs = [p for f in folders for p in read_pairs(f)]
     if not pairs:
         raise ValueError(f"no pairs in {', '.join(map(str, folders))}; make them with `semedit mcdm pairs`")
-    texts = []
+    texts, directions = [], set()
     for p in pairs:
         d = PairDirection.parse(p["direction"])
         person = ToonRecord.from_dict(p["identity"])
         texts.append(pair_texts(person.replace(**{d.attribute: d.source}), person.replace(**{d.attribute: d.target}),
                                 d.attribute))
+        directions.add((d.attribute, d.target))
     return encode_pairs(backbone, np.stack([p["left"] for p in pairs]), np.stack([p["right"] for p in pairs]),
-                        [t[0] for t in texts], [t[1] for t in texts])
+                        [t[0] for t in texts], [t[1] for t in texts], directions)
 
 
 def world_pair_set(backbone, n: int, seed: int = WORLD_PAIR_SEED) -> PairTensors:
@@ -197,7 +218,7 @@ def world_pair_set(backbone, n: int, seed: int = WORLD_PAIR_SEED) -> PairTensors
     texts = [pair_texts(s, t, kind) for s, t, kind in records]
     return encode_pairs(backbone, np.stack([render(s).image for s, _, _ in records]),
                         np.stack([render(t).image for _, t, _ in records]), [t[0] for t in texts],
-                        [t[1] for t in texts])
+                        [t[1] for t in texts], {(kind, getattr(t, kind)) for _, t, kind in records})
 
 
 def new_mcdm(backbone, spatial: bool = True, image_embeddings: bool = True, pretrained: bool = True) -> MCDM:
@@ -233,7 +254,7 @@ def train_mcdm(model: str, run_dir: str | Path, out_dir: str | Path | None, pair
         ([world_pair_set(backbone, world_pairs)] if world_pairs else [])
     if not sets:
         raise ValueError("give pairs to train on: generated pair folders or a number of world pairs")
-    data = PairTensors(*(torch.cat([getattr(s, f.name) for s in sets]) for f in fields(PairTensors)))
+    data = PairTensors.join(sets)
     black = np.zeros((1, backbone.image_size, backbone.image_size, 3), np.uint8)
     null_latent = encode_latents(backbone.vae, black)
     null_tokens = clip_image_tokens(backbone.clip, backbone.clip_processor, black) if image_embeddings else None
@@ -241,6 +262,7 @@ def train_mcdm(model: str, run_dir: str | Path, out_dir: str | Path | None, pair
     alphas = alphas_cumprod(backbone.scheduler_config).float()
     torch.manual_seed(cfg.seed)
     mcdm = new_mcdm(backbone, spatial, image_embeddings, pretrained)
+    mcdm.directions = direction_phrases(data.directions)
     run = TrainRun(run_dir, cfg, mcdm, "MCDM", resume=resume)
 
     def loss_fn(step, g):
@@ -268,8 +290,10 @@ def train_mcdm(model: str, run_dir: str | Path, out_dir: str | Path | None, pair
     run.run(loss_fn)
     seconds = time.perf_counter() - t0
     trained = run.final_module().eval()
+    trained.directions = mcdm.directions
     report = {"steps": run.step, "seed": cfg.seed, "batch_size": cfg.batch_size, "lr": cfg.lr,
-              "pairs": len(data), "pair_folders": [str(f) for f in pair_folders], "world_pairs": world_pairs,
+              "pairs": len(data), "directions": sorted(f"{a}={t}" for a, t in data.directions),
+              "pair_folders": [str(f) for f in pair_folders], "world_pairs": world_pairs,
               "spatial": spatial, "image_embeddings": image_embeddings, "pretrained": pretrained,
               "train_seconds_this_run": round(seconds, 1),
               "params": sum(p.numel() for p in trained.parameters())}

@@ -1,0 +1,138 @@
+"""MCDM on the toon benchmark's paired-direction tasks (pair-costume, pair-expression: normal costume or neutral
+expression to one of the four targets its model is trained for), as the paper's Table 1: SSIM and Fréchet
+distance against the ground truth per task, plus success, identity agreement and MAE outside the true region by
+the evaluator, and seconds per edit (also in units of one text-to-image run measured in the same process);
+baselines SDEdit 0.5 and 0.8, DiffEdit, ITO and ControlNet-only; MCDM without its mask, and any other trained
+MCDM given with --model LABEL=FOLDER (the ablations, the model trained on the world's ground-truth pairs). A
+picture grid like Fig. 9 (input, each row's output, ground truth).
+
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/mcdm_study.py table --n 10 --out out/mcdm_study
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/mcdm_study.py table --n 10 --out out/mcdm_study \
+        --model "MCDM on world pairs=runs/mcdm-world/model" --rows "MCDM on world pairs"
+    OMP_NUM_THREADS=2 .venv/bin/python benchmarks/mcdm_study.py grid --out out/mcdm_study --picture docs/mcdm/grid.png
+
+Every row runs on the same tasks and seeds (the benchmark's, seed 0); MCDM's mask threshold lambda is its default,
+the supplementary's per task (0.2 costume, 0.35 expression). Rows are kept in OUT (rows.json, outputs.npz), so a
+stopped run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from semedit.eval.bench import KIND_GROUPS, make_tasks, reference_images, run_method, score
+from semedit.eval.metrics import frechet_distance
+from semedit.methods import config_for
+from semedit.models.backbone import load_backbone, load_evaluator
+
+ROWS = {  # label: (method, settings)
+    "SDEdit 0.5": ("sdedit", {"strength": 0.5}),
+    "SDEdit 0.8": ("sdedit", {"strength": 0.8}),
+    "DiffEdit": ("diffedit", {}),
+    "ITO": ("ito", {}),
+    "ControlNet-only": ("controlnet", {}),
+    "MCDM w/o Mask": ("mcdm", {"mask_guided": False}),
+    "MCDM": ("mcdm", {}),
+}
+METRICS = ("gt_ssim", "edit_success", "identity_agreement", "preservation_mae", "seconds")
+
+
+def mean_se(values) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.3f} ± {v.std(ddof=1) / np.sqrt(len(v)):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+
+
+def table(args):
+    from layered_study import reference_unit
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows_file, outputs_file = out / "rows.json", out / "outputs.npz"
+    kept = json.loads(rows_file.read_text()) if rows_file.exists() else {}
+    outputs = dict(np.load(outputs_file)) if outputs_file.exists() else {}
+    rows_def = dict(ROWS)
+    for item in args.model:
+        label, _, folder = item.partition("=")
+        rows_def[label] = ("mcdm", {"trained_model": folder})
+    bb, ev = load_backbone("toon-64"), load_evaluator()
+    kinds = KIND_GROUPS["pairs"]
+    tasks = make_tasks(kinds, args.n, seed=0)
+    unit = kept.get("_unit_seconds") or reference_unit(bb)
+    kept["_unit_seconds"] = unit
+    for label in (args.rows.split(",") if args.rows else rows_def):
+        if label in kept:
+            continue
+        method, settings = rows_def[label]
+        rows = run_method(method, bb, tasks, config_for(method, bb, **settings),
+                          progress=lambda r: print(f"{label}: {r['kind']} {r['index']}", flush=True))
+        score(rows, tasks, ev)
+        for r in rows:
+            outputs[f"{label}/{r['kind']}/{r['index']}"] = r.pop("output")
+        kept[label] = rows
+        np.savez_compressed(outputs_file, **outputs)
+        rows_file.write_text(json.dumps(kept, indent=1, default=float))
+        print(label, "done", flush=True)
+    reference = ev.features_of(reference_images())
+    lines = [f"n = {args.n} tasks per kind (seed 0); mean ± standard error; Fréchet distance of the evaluator's "
+             f"features to 1,000 real renders (the ground truth's own row is the floor at this n); time also in "
+             f"units of one text-to-image run (50 steps, CFG 7.5: {unit:.2f} s here)\n"]
+    for kind in kinds:
+        kind_tasks = [t for t in tasks if t.kind == kind]
+        gt = frechet_distance(ev.features_of(np.stack([t.edit.target_render.image for t in kind_tasks])), reference)
+        lines += [f"\n**{kind}** (ground truth's Fréchet distance: {gt:.1f})\n",
+                  "| | SSIM to ground truth ↑ | Fréchet ↓ | success ↑ | identity ↑ | MAE outside ↓ | s / edit "
+                  "| units |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for label, rows in kept.items():
+            if label.startswith("_"):
+                continue
+            rs = [r for r in rows if r["kind"] == kind and "gt_ssim" in r]
+            fd = frechet_distance(ev.features_of(np.stack([outputs[f"{label}/{kind}/{r['index']}"] for r in rs])),
+                                  reference)
+            cells = [mean_se([r[m] for r in rs]) for m in METRICS[:4]]
+            sec = np.mean([r["seconds"] for r in rs])
+            lines.append(f"| {label} | {cells[0]} | {fd:.1f} | {cells[1]} | {cells[2]} | {cells[3]} | {sec:.2f} | "
+                         f"{sec / unit:.2f} |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def grid(args):
+    """Fig. 9: two tasks of each direction's task kind: input, each row's output, ground truth."""
+    from semedit.world.sheets import grid as grid_of, labelled, zoom_nearest
+
+    out = Path(args.out)
+    kept = json.loads((out / "rows.json").read_text())
+    outputs = np.load(out / "outputs.npz")
+    labels = [k for k in kept if not k.startswith("_")]
+    cells, left = [], []
+    for task in make_tasks(KIND_GROUPS["pairs"], args.per_kind, seed=0):
+        row = [task.edit.source_render.image]
+        row += [outputs[f"{label}/{task.kind}/{task.index}"] for label in labels]
+        cells.append(row + [task.edit.target_render.image])
+        left.append(f"{task.kind[5:]} -> {task.target_value}")
+    img = labelled(zoom_nearest(grid_of(cells), 2), left, ["input", *labels, "ground truth"], 64 * 2, 4)
+    img.save(args.picture)
+    print("picture:", args.picture)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("what", choices=["table", "grid"])
+    ap.add_argument("--n", type=int, default=10, help="tasks per kind")
+    ap.add_argument("--out", default="out/mcdm_study")
+    ap.add_argument("--model", action="append", default=[], metavar="LABEL=FOLDER",
+                    help="another trained MCDM as a row (repeatable)")
+    ap.add_argument("--rows", default=None, help="only these rows (comma-separated labels)")
+    ap.add_argument("--per-kind", type=int, default=3)
+    ap.add_argument("--picture", default="docs/mcdm/grid.png")
+    args = ap.parse_args()
+    table(args) if args.what == "table" else grid(args)
+
+
+if __name__ == "__main__":
+    main()
