@@ -334,14 +334,15 @@ def identity_encoder(model, clip, heldout, batch_size, run_dir, out, steps, seed
 @click.option("--world-pairs", type=click.IntRange(0), default=0, show_default=True,
               help="Ground-truth world pairs to train on (instead of or besides generated ones).")
 @click.option("--model", default="toon-64", show_default=True,
-              help="The base model it is initialised from: toon-64 or a diffusers SD folder (with a CLIP).")
+              help="The base model it is initialised from: toon-64 or a diffusers SD folder (with --clip).")
+@click.option("--clip", default=None, help="A CLIPModel folder or hub id for the image embeddings (toon-64: its own).")
 @click.option("--batch-size", type=click.IntRange(1), default=None, help="Default: the recipe's.")
 @click.option("--no-spatial", is_flag=True, help="Without the spatial embedding c_s (the paper's \"w/o Spt\").")
 @click.option("--no-image-embeddings", is_flag=True, help="Without the image embedding c_im (\"w/o Iemb\").")
 @click.option("--from-scratch", is_flag=True, help="Random initial weights instead of the base model's (\"w/o Prt\").")
 @_method_part_options("mcdm", "toon-64's mcdm/", "also picks each step's pairs")
-def mcdm(pair_folders, world_pairs, model, batch_size, no_spatial, no_image_embeddings, from_scratch, run_dir, out,
-         steps, seed, fresh):
+def mcdm(pair_folders, world_pairs, model, clip, batch_size, no_spatial, no_image_embeddings, from_scratch, run_dir,
+         out, steps, seed, fresh):
     """Train the MCDM (§3.3) on generated pairs: the base U-Net widened for the spatial embedding, the image
     embedding adapter, condition dropout and 5% reconstruction."""
     from ..methods.mcdm.model import MCDM_FOLDER
@@ -356,5 +357,6 @@ def mcdm(pair_folders, world_pairs, model, batch_size, no_spatial, no_image_embe
     with user_errors():
         report = train_mcdm(model, run_dir, out, pair_folders, world_pairs,
                             MCDM_TRAIN.with_changes(steps, batch_size, seed=seed), spatial=not no_spatial,
-                            image_embeddings=not no_image_embeddings, pretrained=not from_scratch, resume=not fresh)
+                            image_embeddings=not no_image_embeddings, pretrained=not from_scratch, resume=not fresh,
+                            clip=clip)
     _report("MCDM", report, out)

@@ -242,14 +242,14 @@ def new_mcdm(backbone, spatial: bool = True, image_embeddings: bool = True, pret
 
 def train_mcdm(model: str, run_dir: str | Path, out_dir: str | Path | None, pair_folders=(), world_pairs: int = 0,
                cfg: TrainConfig = MCDM_TRAIN, spatial: bool = True, image_embeddings: bool = True,
-               pretrained: bool = True, resume: bool = True) -> dict:
+               pretrained: bool = True, resume: bool = True, clip: str | None = None) -> dict:
     """Train the MCDM of `model` on generated pairs (`pair_folders`) and/or `world_pairs` ground-truth pairs and
     save it (fp16) to `out_dir`: the eps loss of the target x_B under {c_s, c_im, p_b}, with 5% reconstruction
     and the condition dropout."""
     run_dir = Path(run_dir)
-    backbone = load_backbone(model, device="cpu")
+    backbone = load_backbone(model, clip=clip, device="cpu")
     if image_embeddings and backbone.clip is None:
-        raise ValueError(f"{model} has no CLIP image encoder for the image embeddings")
+        raise ValueError(f"{model} has no CLIP image encoder for the image embeddings; name one (clip=...)")
     sets = ([generated_pair_set(backbone, pair_folders)] if pair_folders else []) + \
         ([world_pair_set(backbone, world_pairs)] if world_pairs else [])
     if not sets:
