@@ -21,7 +21,7 @@ import numpy as np
 from semedit.methods.mcdm.model import IDENTITY_FOLDER, load_identity_encoder
 from semedit.methods.mcdm.pairs import PairConfig, PairDirection, read_pairs, write_pairs
 from semedit.models.backbone import load_backbone, load_evaluator
-from semedit.world import IDENTITY_FIELDS, ToonRecord, observable
+from semedit.world import IDENTITY_FIELDS, ToonRecord, identity_agreement, observable
 from semedit.world.edits import PAIR_DIRECTIONS
 from semedit.world.sheets import grid, labelled, zoom_nearest
 
@@ -46,8 +46,7 @@ def judge(pairs: list[dict], evaluator) -> list[dict]:
             "direction": d.name,
             "target": float(pr[d.attribute] == d.target), "source": float(pl[d.attribute] == d.source),
             "identity_between": float(np.mean([pl[k] == pr[k] for k in shown])),
-            "identity_to_portrait": float(np.mean([(pl[k] == getattr(person, k)) + (pr[k] == getattr(person, k))
-                                                   for k in shown]) / 2),
+            "identity_to_portrait": (identity_agreement(pl, person) + identity_agreement(pr, person)) / 2,
             "dx": abs(pl["head_x"] - pr["head_x"]), "dy": abs(pl["head_y"] - pr["head_y"]),
             "dtilt": abs(pl["head_tilt"] - pr["head_tilt"])})
         rows[-1]["pair"] = rows[-1]["target"] * rows[-1]["source"]

@@ -21,8 +21,8 @@ from pathlib import Path
 import numpy as np
 
 from ..models.evaluator import segmentation_accuracy
-from ..world import (CATEGORICAL, IDENTITY_FIELDS, CAPTION_FIELDS, GroundTruthEdit, colourise_seg, describe,
-                     ground_truth_edit, layer_captions, layout_map, observable, render, resize_square, sample_record)
+from ..world import (CATEGORICAL, CAPTION_FIELDS, GroundTruthEdit, colourise_seg, describe, ground_truth_edit,
+                     identity_agreement, layer_captions, layout_map, observable, render, resize_square, sample_record)
 from ..world.edits import PAIR_DIRECTIONS
 from ..files import check_new_files, write_together
 from .metrics import frechet_distance, mae, psnr, ssim
@@ -321,9 +321,7 @@ def score(rows: list[dict], tasks: list[BenchTask], evaluator, clip=None, clip_p
             r["roi_mae"] = mae(out, e.source_render.image, ~m)
             r["roi_psnr"] = min(psnr(out, e.source_render.image, ~m), PSNR_CAP)
             r["roi_segmentation_accuracy"] = segmentation_accuracy(segs[i], e.target_render.seg, m)
-        shown = observable(e.target)
-        ids = [k for k in IDENTITY_FIELDS if shown[k]]
-        r["identity_agreement"] = float(np.mean([p[k] == getattr(e.target, k) for k in ids]))
+        r["identity_agreement"] = identity_agreement(p, e.target)
         if clip is not None:
             r["clip_score"] = float(cs[i])
             r["clip_directional"] = float(ds[i])

@@ -194,3 +194,10 @@ def observable(rec: ToonRecord) -> dict[str, bool]:
     out["shirt_colour"] = rec.costume == "normal"
     out["background_colour"] = rec.background == "plain"
     return out
+
+
+def identity_agreement(read: dict, rec: ToonRecord) -> float:
+    """The share of `rec`'s observable identity attributes that `read` (an evaluator's reading of an image)
+    agrees with."""
+    shown = [k for k in IDENTITY_FIELDS if observable(rec)[k]]
+    return float(sum(read[k] == getattr(rec, k) for k in shown) / len(shown))

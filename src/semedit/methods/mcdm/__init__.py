@@ -183,19 +183,19 @@ def mcdm(backbone, request: EditRequest, config: MCDMConfig = MCDMConfig(), seed
     nested = [Branch(null_text, no_s, null_im), Branch(null_text, no_s, c_im), Branch(null_text, c_s, c_im)]
     target, source = Branch(text_b, c_s, c_im), Branch(text_a, c_s, c_im)
     scales = (config.image_guidance, config.spatial_guidance, config.text_guidance)
-    schedule = unipc(backbone, config.steps)
     with counting_as_unet(model.unet):
         # 2. The edit mask from the trained model (§3.4, supp. §1.3).
         mask = soft = None
         if config.mask_guided:
             with phase("mask", 1):
-                mask, soft = edit_mask(model, c_s, schedule, nested, [source, target], config, lam, seed)
+                mask, soft = edit_mask(model, c_s, unipc(backbone, config.steps), nested, [source, target], config,
+                                       lam, seed)
 
         # 3. UniPC from pure noise with Eq. 3's mask-guided noise: p_b inside the mask, p_a outside.
-        x = seeded_noise(c_s.shape, seed, c_s) * schedule.init_noise_sigma
+        sampler = unipc(backbone, config.steps)
+        x = seeded_noise(c_s.shape, seed, c_s) * sampler.init_noise_sigma
         with phase("sampling", config.steps):
-            z = scheduler_sample(mask_guided_noise(model, nested, source, target, scales, mask), x,
-                                 unipc(backbone, config.steps))
+            z = scheduler_sample(mask_guided_noise(model, nested, source, target, scales, mask), x, sampler)
     up = None if mask is None else resize(mask, (backbone.image_size,) * 2)[0, 0].cpu().numpy()
     return EditResult(image=decode_latents(backbone, z)[0], mask=up,
                       intermediates={"mask_latent": mask, "mask_soft": soft, "latents": z,

@@ -28,7 +28,7 @@ from ...models.backbone import load_backbone, load_evaluator
 from ...models.vae import encode_latents
 from ...training.diffusion import diffusion_loss, noised
 from ...training.loop import TrainConfig, TrainRun
-from ...world import IDENTITY_FIELDS, ToonRecord, captions, describe, observable, record_seed, render, sample_record
+from ...world import ToonRecord, captions, describe, identity_agreement, record_seed, render, sample_record
 from ...world.captions import COSTUME_PHRASE, EXPRESSION_PHRASE
 from ...world.edits import PAIR_DIRECTIONS, sample_pair
 from .model import MCDM, IdentityEncoder, ImageEmbeddingAdapter, clip_image_tokens, widen_conv_in
@@ -50,12 +50,6 @@ def identity_prompt(rec: ToonRecord, g: np.random.Generator) -> str:
     """A training prompt of `rec` that names what is not identity: the world's caption of those fields, or the
     MCDM paper's "a [X], [Z]" templates (supp. §1.1), which the pair generator uses."""
     return [describe(rec, NAMED_FIELDS), captions(rec)["costume"], captions(rec)["expression"]][int(g.integers(3))]
-
-
-def identity_agreement(pred: dict, rec: ToonRecord) -> float:
-    """The share of the record's observable identity attributes the evaluator reads back."""
-    shown = [k for k in IDENTITY_FIELDS if observable(rec)[k]]
-    return float(np.mean([pred[k] == getattr(rec, k) for k in shown]))
 
 
 @torch.no_grad()
