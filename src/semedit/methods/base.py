@@ -188,6 +188,17 @@ def register(name: str, config: type, layout: bool = False, mask: bool = False, 
     return deco
 
 
+def trained_part_folder(backbone, given: str | None, folder_name: str, what: str, setting_name: str):
+    """The folder of a method's trained part: the one the config names, else the model family's `folder_name`."""
+    from pathlib import Path
+
+    if given is not None:
+        return Path(given)
+    if backbone.root is None:
+        raise ValueError(f"{backbone.name} has no {what}; give its folder ({setting_name}=...)")
+    return backbone.root / folder_name
+
+
 def provenance(method: str, config, seed: int, backbone) -> dict:
     own = backbone.method_defaults.get(method)
     return {"method": method, "config": dataclasses.asdict(config), "seed": seed, "model": backbone.name,

@@ -14,7 +14,6 @@ to reconstruct x_A with) outside.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,7 +23,7 @@ from ...engine.counting import counting_as_unet, phase
 from ...engine.ddim import alphas_cumprod, q_sample, scheduler_sample, seeded_noise
 from ...engine.guidance import nested_guidance
 from ...engine.masks import blend, gaussian_blur, noise_difference, normalise, resize, threshold
-from ..base import EditRequest, EditResult, MethodConfig, provenance, register, setting
+from ..base import EditRequest, EditResult, MethodConfig, provenance, register, setting, trained_part_folder
 from .model import MCDM, MCDM_FOLDER, clip_image_tokens, load_mcdm
 
 
@@ -59,12 +58,7 @@ _LOADED: dict[tuple, MCDM] = {}
 
 def model_for(backbone, config: MCDMConfig) -> MCDM:
     """The trained MCDM (loaded once per folder, version on disk and device)."""
-    if config.trained_model is not None:
-        folder = Path(config.trained_model)
-    elif backbone.root is not None:
-        folder = backbone.root / MCDM_FOLDER
-    else:
-        raise ValueError(f"{backbone.name} has no trained MCDM; give its folder (trained_model=...)")
+    folder = trained_part_folder(backbone, config.trained_model, MCDM_FOLDER, "trained MCDM", "trained_model")
     weights = folder / "unet" / "config.json"
     key = (str(folder.resolve()), weights.stat().st_mtime_ns if weights.exists() else None, str(backbone.device))
     if key not in _LOADED:

@@ -17,7 +17,6 @@ exactly the input's.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,7 +27,7 @@ from ...engine.counting import phase
 from ...engine.ddim import alphas_cumprod, ddim_invert, ddim_sample, ddpm_sample, make_schedule, q_sample, seeded_noise
 from ...engine.features import features_at, noise_and_features, pixel_features
 from ...engine.masks import blend, dilate, resize
-from ..base import EditRequest, EditResult, MethodConfig, provenance, register, setting
+from ..base import EditRequest, EditResult, MethodConfig, provenance, register, setting, trained_part_folder
 from .model import FOLDER, PixelClassifiers, load_pixel_classifiers
 
 PAPER_SIZE = 256  # the paper's images; its pixel counts scale with the image area
@@ -59,12 +58,7 @@ class PixelGuideConfig(MethodConfig):
 
 
 def classifiers_for(backbone, config: PixelGuideConfig) -> PixelClassifiers:
-    if config.classifiers is not None:
-        folder = Path(config.classifiers)
-    elif backbone.root is not None:
-        folder = backbone.root / FOLDER
-    else:
-        raise ValueError(f"{backbone.name} has no pixel classifiers; give their folder (classifiers=...)")
+    folder = trained_part_folder(backbone, config.classifiers, FOLDER, "pixel classifiers", "classifiers")
     try:
         classifiers = load_pixel_classifiers(folder, backbone.device)
     except FileNotFoundError as e:
