@@ -182,7 +182,9 @@ def encode_pairs(backbone, sources: np.ndarray, targets: np.ndarray, texts_a: li
         sl = slice(i, i + batch)
         parts["source"].append(encode_latents(backbone.vae, sources[sl]))
         parts["target"].append(encode_latents(backbone.vae, targets[sl]))
-        parts["clip_tokens"].append(clip_image_tokens(backbone.clip, backbone.clip_processor, sources[sl]))
+        parts["clip_tokens"].append(  # none without a CLIP: a model without image embeddings needs none
+            clip_image_tokens(backbone.clip, backbone.clip_processor, sources[sl]) if backbone.clip is not None
+            else torch.zeros(len(sources[sl]), 0, 0))
         for key, texts in (("text_a", texts_a[sl]), ("text_b", texts_b[sl])):
             e = encode_text(backbone, [t for pair in texts for t in pair])
             parts[key].append(e.view(len(texts), 2, *e.shape[1:]))
