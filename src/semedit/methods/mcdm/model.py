@@ -114,10 +114,10 @@ class MCDM(nn.Module):
     def spatial(self) -> bool:
         return self.unet.config.in_channels > self.unet.config.out_channels
 
-    def forward(self, z_t, t, text, c_s=None, c_im=None, image=None):
-        """c_s: zeros when None; c_im: the adapter's tokens, or computed here from `image` = (CLIP tokens,
-        latents)."""
-        x = torch.cat([z_t, c_s if c_s is not None else torch.zeros_like(z_t)], 1) if self.spatial else z_t
+    def forward(self, z_t, t, text, c_s, c_im=None, image=None):
+        """c_s is ignored by a model without spatial embeddings; c_im: the adapter's tokens, or computed here from
+        `image` = (CLIP tokens, latents)."""
+        x = torch.cat([z_t, c_s], 1) if self.spatial else z_t
         if self.adapter is not None and c_im is None:
             c_im = self.adapter(*image)
         tokens = text if self.adapter is None else torch.cat([text, c_im], 1)
