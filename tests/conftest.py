@@ -17,3 +17,11 @@ def tiny(tiny_folder):
     from semedit.models.backbone import load_backbone
 
     return load_backbone(str(tiny_folder))
+
+
+@pytest.fixture(scope="session")
+def toon64():
+    """The embedded toon-64 family, loaded once (the service's cached backbone)."""
+    from semedit.service import get_backbone
+
+    return get_backbone("toon-64")

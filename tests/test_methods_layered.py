@@ -47,13 +47,6 @@ def sam_folder(tmp_path_factory):
     return str(folder)
 
 
-@pytest.fixture(scope="module")
-def toon64():
-    from semedit.service import get_backbone
-
-    return get_backbone("toon-64")
-
-
 def _fixed_loss(backbone, unet, emb, target):
     """The masked denoising loss at fixed timesteps and noise (the same draws before and after)."""
     with torch.no_grad():

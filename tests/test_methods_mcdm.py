@@ -20,13 +20,6 @@ FAST = dict(steps=4, mask_samples=2)
 
 
 @pytest.fixture(scope="module")
-def toon64():
-    from semedit.models.backbone import load_backbone
-
-    return load_backbone("toon-64")
-
-
-@pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     folder = tmp_path_factory.mktemp("mcdm")
     report = train_mcdm("toon-64", folder / "run", folder / "model", world_pairs=4, cfg=TINY)

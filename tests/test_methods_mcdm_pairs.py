@@ -16,13 +16,6 @@ from semedit.models.text import encode_prompts, encode_prompts_with_words
 FAST = PairConfig(steps=2, identity=False)
 
 
-@pytest.fixture(scope="module")
-def toon64():
-    from semedit.models.backbone import load_backbone
-
-    return load_backbone("toon-64")
-
-
 def test_new_words_equal_the_same_embeddings_written_as_tokens(toon64):
     te, tok = toon64.text_encoder, toon64.tokenizer
     word = te.get_input_embeddings().weight[tok("cartoon", add_special_tokens=False).input_ids[0]]
