@@ -8,6 +8,7 @@ import click
 from .. import __version__
 from .app import app
 from .bench import bench
+from .deltaedit import deltaedit
 from .edit import edit
 from .generate import generate
 from .mcdm import mcdm
@@ -27,7 +28,7 @@ def main():
     """
 
 
-for command in (world, generate, edit, segment, app, bench, convert_weights, train, mcdm):
+for command in (world, generate, edit, segment, app, bench, convert_weights, train, mcdm, deltaedit):
     main.add_command(command)
 
 __all__ = ["main"]

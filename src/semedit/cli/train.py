@@ -360,3 +360,57 @@ def mcdm(pair_folders, world_pairs, model, clip, batch_size, no_spatial, no_imag
                             image_embeddings=not no_image_embeddings, pretrained=not from_scratch, resume=not fresh,
                             clip=clip)
     _report("MCDM", report, out)
+
+
+@train.command(name="style-generator")
+@click.option("--renders", type=click.IntRange(16), default=None, help="World renders to learn from (default: the "
+              "recipe's 20,000).")
+@click.option("--heldout", type=click.IntRange(100), default=500, show_default=True,
+              help="Held-out renders the report's inversion quality is measured on.")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Default: the recipe's.")
+@click.option("--minutes", type=click.FloatRange(1), default=None,
+              help="Wall-clock budget of the autoencoder stage; its steps shorten to fit.")
+@_method_part_options("style-generator", "toon-64's style-generator/", "also picks each step's renders")
+def style_generator(renders, heldout, batch_size, minutes, run_dir, out, steps, seed, fresh):
+    """Train DeltaEdit's style generator (StyleGAN2's synthesis structure at 64 px, whose style space S DeltaEdit
+    edits) with its encoder (e4e's role: image -> W+ -> S), then its mapping network; prints the inversion
+    quality and the split of S."""
+    from ..methods.deltaedit.generator import STYLE_FOLDER
+    from ..methods.deltaedit.train import STYLE_RENDERS, STYLE_TRAIN, train_style_generator
+    from ..models.toon64 import TOON64_DIR
+
+    out = out or TOON64_DIR / STYLE_FOLDER
+    cfg = STYLE_TRAIN.with_changes(steps, batch_size, seed=seed, time_budget_minutes=minutes)
+    report = train_style_generator(run_dir, out, cfg, renders=renders or STYLE_RENDERS, heldout=heldout,
+                                   resume=not fresh)
+    _report("style generator", report, out)
+
+
+@train.command(name="delta-mapper")
+@click.option("--style-generator", "style_folder", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              default=None, help="The style generator it maps into (default: toon-64's style-generator/).")
+@click.option("--renders", type=click.IntRange(2), default=None, help="Inverted world renders (default: 20,000).")
+@click.option("--samples", type=click.IntRange(0), default=None,
+              help="The generator's own samples besides them (§5.1; default: 20,000).")
+@click.option("--space", type=click.Choice(["s", "w+"]), default="s", show_default=True,
+              help="Map into S (the paper) or W+ (its ablation, §5.5.4).")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Default: the recipe's (64).")
+@_method_part_options("delta-mapper", "toon-64's delta-mapper/", "also picks each step's pairs")
+def delta_mapper(style_folder, renders, samples, space, batch_size, run_dir, out, steps, seed, fresh):
+    """Train DeltaEdit's Delta Mapper without text (§3.2): CLIP image-embedding differences of random image pairs
+    -> the style-space difference; prints Eq. 6's terms on held-out pairs."""
+    from ..methods.deltaedit.generator import STYLE_FOLDER
+    from ..methods.deltaedit.mapper import MAPPER_FOLDER
+    from ..methods.deltaedit.train import MAPPER_RENDERS, MAPPER_SAMPLES, MAPPER_TRAIN, train_delta_mapper
+    from ..models.toon64 import TOON64_DIR
+
+    if out is None and space != "s":
+        raise click.UsageError("give --out for the W+ ablation (the family's delta-mapper/ maps in S)")
+    out = out or TOON64_DIR / MAPPER_FOLDER
+    with user_errors():
+        report = train_delta_mapper(run_dir, out, style_folder or TOON64_DIR / STYLE_FOLDER,
+                                    MAPPER_TRAIN.with_changes(steps, batch_size, seed=seed),
+                                    renders=renders or MAPPER_RENDERS,
+                                    samples=MAPPER_SAMPLES if samples is None else samples, space=space,
+                                    resume=not fresh)
+    _report("Delta Mapper", report, out)
