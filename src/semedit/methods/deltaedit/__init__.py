@@ -76,8 +76,8 @@ def clip_text(backbone):
 def deltaedit(backbone, request: EditRequest, config: DeltaEditConfig = DeltaEditConfig(), seed: int = 0) -> EditResult:
     if backbone.clip is None:
         raise ValueError(f"{backbone.name} has no CLIP model; DeltaEdit reads CLIP image and text embeddings")
-    if not request.target_prompt.strip():
-        raise ValueError("DeltaEdit needs a target prompt (the source prompt may be empty)")
+    if request.target_prompt.strip().lower() == request.source_prompt.strip().lower():
+        raise ValueError("the source and target prompts are the same: DeltaEdit edits along their difference")
     generator, encoder, relevance, mapper = parts_for(backbone, config)
     x = to_tensor(request.image[None]).to(backbone.device)
     # 1. The input's codes (§5.1): W+ from the encoder, its styles s, and its CLIP image embedding c_i.
@@ -95,13 +95,14 @@ def deltaedit(backbone, request: EditRequest, config: DeltaEditConfig = DeltaEdi
         keep = relevant_channels(relevance, delta_t[0], config.threshold)
         delta, kept = delta * keep, int(keep.sum())
     # 5. x_edit = G(s + alpha Δŝ) (Eq. 7); toRGB's styles stay those of the input's W+.
+    # (with the reconstruction G(s), Fig. 17's "Recon.", in the same batch)
     if mapper.config.space == "s":
-        edited = generator.synthesis(s + config.strength * delta, w_plus)
+        images = generator.synthesis(torch.cat([s + config.strength * delta, s]), w_plus.repeat(2, 1, 1))
     else:
-        edited = generator(w_plus + config.strength * delta.view_as(w_plus))
-    reconstruction = generator.synthesis(s, w_plus)
-    return EditResult(image=to_uint8(edited)[0], mask=None,
-                      intermediates={"reconstruction": to_uint8(reconstruction)[0], "delta_s": delta, "styles": s},
+        images = generator(torch.cat([w_plus + config.strength * delta.view_as(w_plus), w_plus]))
+    edited, reconstruction = to_uint8(images)
+    return EditResult(image=edited, mask=None,
+                      intermediates={"reconstruction": reconstruction, "delta_s": delta, "styles": s},
                       provenance={**provenance("deltaedit", config, seed, backbone), "channels_moved": kept,
                                   "channels": delta.shape[1], "space": mapper.config.space})
 
