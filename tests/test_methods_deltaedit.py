@@ -31,7 +31,7 @@ def tiny_cfg(steps, batch=4, **kw):
 def parts(tmp_path_factory):
     """A tiny style generator, encoder, R_s and Delta Mapper, each trained two steps (then resumed to three)."""
     from semedit.methods.deltaedit.relevance import relevance_matrix, save_relevance
-    from semedit.methods.deltaedit.train import train_delta_mapper, train_style_generator
+    from semedit.methods.deltaedit.train import train_delta_mapper, train_style_diffusion, train_style_generator
 
     root = tmp_path_factory.mktemp("deltaedit")
     mapping = tiny_cfg(2, 8, min_lr_ratio=1.0, grad_clip=0.0)
@@ -50,12 +50,17 @@ def parts(tmp_path_factory):
                                          samples=10, heldout=20) for steps in (2, 3)]
     train_delta_mapper(root / "wplus_run", root / "wplus", root / "style", tiny_cfg(2, 8, lr=0.5), renders=20,
                        samples=0, heldout=20, space="w+")
-    return {"root": root, "reports": reports, "mapper_reports": mapper_reports}
+    diffusion_reports = [train_style_diffusion(root / "diffusion_run", root / "diffusion", root / "style",
+                                               tiny_cfg(steps), renders=16, heldout=2, inversion_steps=4)
+                         for steps in (2, 3)]
+    return {"root": root, "reports": reports, "mapper_reports": mapper_reports,
+            "diffusion_reports": diffusion_reports}
 
 
 def config(parts, **kw):
     return make_config("deltaedit", style_generator=str(parts["root"] / "style"),
-                       trained_model=str(parts["root"] / "mapper"), **kw)
+                       trained_model=str(parts["root"] / "mapper"), diffusion_model=str(parts["root"] / "diffusion"),
+                       **kw)
 
 
 @pytest.fixture(scope="module")
@@ -91,12 +96,14 @@ def test_each_training_command_runs_two_steps_and_resumes(parts):
     log = [json.loads(line) for line in (parts["root"] / "run" / "autoencoder" / "log.jsonl").read_text().splitlines()]
     assert [r["step"] for r in log if "loss" in r] == [1, 2, 3]  # step 3 continued from the checkpoint at 2
     assert [r["steps"] for r in parts["mapper_reports"]] == [2, 3]
+    assert [r["steps"] for r in parts["diffusion_reports"]] == [2, 3]
     assert first["style_dim"] == StyleGenerator(**TINY_G).style_dim and 0 < first["heldout_psnr"][0] < 60
 
 
 def test_every_trained_part_is_fp16_safetensors_in_a_diffusers_folder(parts):
     root = parts["root"]
-    for folder in (root / "style" / "generator", root / "style" / "encoder", root / "mapper"):
+    for folder in (root / "style" / "generator", root / "style" / "encoder", root / "mapper",
+                   root / "diffusion" / "unet", root / "diffusion" / "style-tokens"):
         assert json.loads((folder / "config.json").read_text())["_class_name"]
         with safe_open(folder / "diffusion_pytorch_model.safetensors", "pt") as f:
             assert {f.get_tensor(k).dtype for k in f.keys()} == {torch.float16}
@@ -158,3 +165,20 @@ def test_bad_prompts_fail_clearly(parts, toon64, source, target, message):
 def test_missing_parts_name_the_command_that_trains_them(toon64, tmp_path, request_):
     with pytest.raises(ValueError, match="semedit train style-generator"):
         run_edit("deltaedit", toon64, request_, make_config("deltaedit", style_generator=str(tmp_path)))
+
+
+def test_deltaedit_d_inverts_under_s_and_decodes_under_the_edited_s(parts, request_, toon64):
+    from semedit.methods.deltaedit.diffusion import block_levels, load_style_diffusion
+
+    r = run_edit("deltaedit", toon64, request_, config(parts, variant="d", steps=3))
+    assert r.image.shape == (64, 64, 3) and r.unet_evaluations == 6  # 3 inversion + 3 decoding steps
+    assert r.intermediates["x_T"].shape == (1, 4, 16, 16)
+    model = load_style_diffusion(parts["root"] / "diffusion")
+    levels = block_levels(model.unet)
+    assert (levels["mid_block"], levels["down_blocks.0"], levels["up_blocks.1"]) == ("coarse", "fine", "medium")
+    # each cross-attention layer reads only the 4 tokens of its level (coarse first), self-attention is untouched
+    routed = {name: p.tokens for name, p in model.unet.attn_processors.items() if ".attn2." in name}
+    assert routed and all(sl.stop - sl.start == 4 for sl in routed.values())
+    assert {sl.start for name, sl in routed.items() if name.startswith("mid_block.")} == {0}
+    assert {sl.start for name, sl in routed.items() if name.startswith("down_blocks.0.")} == {8}
+    assert not any(hasattr(p, "tokens") for n, p in model.unet.attn_processors.items() if ".attn1." in n)

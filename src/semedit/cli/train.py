@@ -414,3 +414,31 @@ def delta_mapper(style_folder, renders, samples, space, batch_size, run_dir, out
                                     samples=MAPPER_SAMPLES if samples is None else samples, space=space,
                                     resume=not fresh)
     _report("Delta Mapper", report, out)
+
+
+@train.command(name="style-diffusion")
+@click.option("--style-generator", "style_folder", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              default=None, help="The style generator whose encoder gives s (default: toon-64's style-generator/).")
+@click.option("--renders", type=click.IntRange(2), default=None, help="World renders (default: 20,000).")
+@click.option("--flat", is_flag=True, help="Every cross-attention layer sees all style tokens (default: each level "
+              "of the U-Net its own level of s, as the paper's hierarchy).")
+@click.option("--from-scratch", is_flag=True, help="Random initial U-Net weights instead of toon-64's.")
+@click.option("--batch-size", type=click.IntRange(1), default=None, help="Default: the recipe's (16).")
+@_method_part_options("style-diffusion", "toon-64's style-diffusion/", "also picks each step's renders")
+def style_diffusion(style_folder, renders, flat, from_scratch, batch_size, run_dir, out, steps, seed, fresh):
+    """Train DeltaEdit-D's style-conditioned diffusion (§4.2.2): toon-64's U-Net under tokens of the coarse, medium
+    and fine styles of each render; prints the PSNR of DDIM inversion and reconstruction under s."""
+    from ..methods.deltaedit.diffusion import DIFFUSION_FOLDER
+    from ..methods.deltaedit.generator import STYLE_FOLDER
+    from ..methods.deltaedit.train import DIFFUSION_RENDERS, DIFFUSION_TRAIN, train_style_diffusion
+    from ..models.toon64 import TOON64_DIR
+
+    if out is None and (flat or from_scratch):
+        raise click.UsageError("give --out for an ablation (the family's style-diffusion/ is the paper's recipe)")
+    out = out or TOON64_DIR / DIFFUSION_FOLDER
+    with user_errors():
+        report = train_style_diffusion(run_dir, out, style_folder or TOON64_DIR / STYLE_FOLDER,
+                                       DIFFUSION_TRAIN.with_changes(steps, batch_size, seed=seed),
+                                       renders=renders or DIFFUSION_RENDERS, hierarchical=not flat,
+                                       pretrained=not from_scratch, resume=not fresh)
+    _report("style diffusion", report, out)

@@ -21,12 +21,21 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from diffusers import UNet2DConditionModel
 
+from ...engine.conditioning import decode_latents
+from ...engine.ddim import alphas_cumprod, make_schedule
 from ...models.backbone import load_backbone
 from ...models.images import to_tensor, to_uint8
+from ...models.text import image_features
+from ...models.vae import encode_latents
 from ...training.data import RenderCache
+from ...training.diffusion import noised
 from ...training.loop import TrainConfig, TrainRun
-from .generator import LEVELS, StyleEncoder, StyleGenerator, level_of
+from .diffusion import StyleDiffusion, StyleTokens, invert_and_decode
+from .generator import LEVELS, StyleEncoder, StyleGenerator, level_of, load_style_generator
+from .mapper import DeltaMapper, delta_condition
+from .mapper import loss as mapper_loss
 
 STYLE_TRAIN = TrainConfig(steps=8000, batch_size=32, lr=1e-3, warmup=200, weight_decay=0.0, grad_clip=1.0,
                           checkpoint_every=250, log_every=25, seed=0)
@@ -73,13 +82,21 @@ def encode_all(encoder: StyleEncoder, images: np.ndarray, batch: int = 256) -> t
     return torch.cat([encoder(to_tensor(images[i:i + batch])) for i in range(0, len(images), batch)])
 
 
+def psnr_db(a: np.ndarray, b: np.ndarray) -> list[float]:
+    """PSNR (dB, 8-bit) of each image of `a` against the same one of `b`."""
+    mse = ((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2).mean((1, 2, 3))
+    return (10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))).tolist()
+
+
+def mean_se(values) -> list[float]:
+    return [float(np.mean(values)), float(np.std(values, ddof=1) / np.sqrt(len(values)))]
+
+
 @torch.no_grad()
 def heldout_psnr(generator: StyleGenerator, encoder: StyleEncoder, images: np.ndarray) -> list[float]:
-    """PSNR (dB, 8-bit) of each held-out render against its inversion G(E(x))."""
-    recon = np.concatenate([to_uint8(generator(encoder(to_tensor(images[i:i + 100])))) for i in
-                            range(0, len(images), 100)])
-    mse = ((recon.astype(np.float64) - images) ** 2).mean((1, 2, 3))
-    return (10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))).tolist()
+    """PSNR of each held-out render against its inversion G(E(x))."""
+    return psnr_db(np.concatenate([to_uint8(generator(encoder(to_tensor(images[i:i + 100]))))
+                                   for i in range(0, len(images), 100)]), images)
 
 
 def train_style_generator(run_dir: str | Path, out_dir: str | Path | None, cfg: TrainConfig = STYLE_TRAIN,
@@ -152,8 +169,7 @@ def train_style_generator(run_dir: str | Path, out_dir: str | Path | None, cfg: 
               "num_ws": generator.num_ws,
               "params": {"generator": sum(p.numel() for p in generator.parameters()),
                          "encoder": sum(p.numel() for p in encoder.parameters())},
-              "heldout": len(renders), "heldout_psnr": [float(np.mean(psnrs)),
-                                                        float(np.std(psnrs, ddof=1) / np.sqrt(len(psnrs)))],
+              "heldout": len(renders), "heldout_psnr": mean_se(psnrs),
               "w_mean_gap": float((sampled.mean(0) - real_w.mean(0)).norm()),
               "w_std_ratio": float(sampled.std(0).mean() / real_w.std(0).mean())}
     if out_dir is not None:
@@ -177,8 +193,6 @@ def style_codes(generator: StyleGenerator, encoder: StyleEncoder, clip, images: 
                 samples: int = 0, seed: int = 0, batch: int = 250) -> dict[str, torch.Tensor]:
     """s, W+ and the unit-norm CLIP image embedding of world renders (inverted by the encoder, the CLIP embedding of
     the render itself) or of the generator's own samples (z -> w; the CLIP embedding of the sample)."""
-    from ...models.text import image_features
-
     out = {"s": [], "w_plus": [], "clip": []}
     g = torch.Generator().manual_seed(seed)
     count = len(images) if images is not None else samples
@@ -212,9 +226,6 @@ def train_delta_mapper(run_dir: str | Path, out_dir: str | Path | None, style_fo
     """Train the Delta Mapper text-free (§3.2): pairs (i, j) of training images, Δŝ = mapper(s_i, [c_i,
     normalize(c_j - c_i)]) against Δs = s_j - s_i (or in W+, `space="w+"`); report Eq. 6's terms on held-out pairs
     and save it (fp16 safetensors) to `out_dir`."""
-    from .generator import load_style_generator
-    from .mapper import DeltaMapper, delta_condition, loss as mapper_loss
-
     if space not in ("s", "w+"):
         raise ValueError(f"space must be s or w+, got {space!r}")
     run_dir = Path(run_dir)
@@ -268,5 +279,76 @@ def train_delta_mapper(run_dir: str | Path, out_dir: str | Path | None, style_fo
               "delta_norm": float(delta.norm(dim=-1).mean()), "pred_norm": float(pred.norm(dim=-1).mean())}
     if out_dir is not None:
         copy.deepcopy(trained).half().save_pretrained(Path(out_dir), safe_serialization=True)
+    (run_dir / "report.json").write_text(json.dumps(report, indent=2))
+    return report
+
+
+# DeltaEdit-D's style-conditioned diffusion (§4.2.2): AdamW at 1e-4 with weight decay 0.01 (§5.1, after DiffAE),
+# Eq. 14's L1 noise loss; from toon-64's U-Net, whose text tokens the style tokens replace.
+DIFFUSION_TRAIN = TrainConfig(steps=3000, batch_size=16, lr=1e-4, warmup=100, weight_decay=1e-2, grad_clip=1.0,
+                              checkpoint_every=250, log_every=25, seed=0)
+DIFFUSION_RENDERS, DIFFUSION_HELDOUT = 20_000, 16
+DIFFUSION_RENDER_SEED, DIFFUSION_HELDOUT_SEED = 30_000_000, 31_000_000
+
+
+def train_style_diffusion(run_dir: str | Path, out_dir: str | Path | None, style_folder: str | Path,
+                          cfg: TrainConfig = DIFFUSION_TRAIN, renders: int = DIFFUSION_RENDERS,
+                          heldout: int = DIFFUSION_HELDOUT, hierarchical: bool = True, tokens_per_level: int = 4,
+                          pretrained: bool = True, inversion_steps: int = 50, resume: bool = True) -> dict:
+    """Train the style-conditioned diffusion on world renders' latents under their styles s (inverted by the style
+    encoder, as the paper's by e4e), report the PSNR of DDIM inversion and reconstruction under s on held-out
+    renders (Table 3), and save it (fp16) to `out_dir`."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    backbone = load_backbone("toon-64", device="cpu")
+    generator, encoder = load_style_generator(style_folder)
+
+    @torch.no_grad()
+    def codes(images):
+        z, s = [], []
+        for i in range(0, len(images), 250):
+            z.append(encode_latents(backbone.vae, images[i:i + 250]))
+            s.append(generator.styles(encoder(to_tensor(images[i:i + 250]))))
+        return torch.cat(z), torch.cat(s)
+
+    codes_file = run_dir / "codes.pt"
+    if codes_file.exists():
+        z0, s = torch.load(codes_file, weights_only=True).values()
+    else:
+        z0, s = codes(np.asarray(style_renders(run_dir / "renders", renders, DIFFUSION_RENDER_SEED).arrays["image"]))
+        torch.save({"z0": z0, "s": s}, codes_file.with_suffix(".tmp"))
+        codes_file.with_suffix(".tmp").replace(codes_file)
+    alphas = alphas_cumprod(backbone.scheduler_config).float()
+    torch.manual_seed(cfg.seed)
+    unet = copy.deepcopy(backbone.unet) if pretrained else UNet2DConditionModel.from_config(backbone.unet.config)
+    tokens = StyleTokens(level_dims=mapper_levels(generator, "s"), tokens_per_level=tokens_per_level,
+                         cross_attention_dim=unet.config.cross_attention_dim, hierarchical=hierarchical)
+    model = StyleDiffusion(unet.float().requires_grad_(True), tokens)
+    run = TrainRun(run_dir, cfg, model, "style diffusion", resume=resume)
+
+    def loss_fn(step, g):
+        idx = torch.randint(len(z0), (cfg.batch_size,), generator=g)
+        x_t, noise, t = noised(z0[idx], alphas, g)
+        return F.l1_loss(run.module(x_t, t, s[idx]), noise), {}
+
+    t0 = time.perf_counter()
+    run.run(loss_fn)
+    seconds = round(time.perf_counter() - t0, 1)
+    trained = run.final_module().eval()
+    images = np.asarray(style_renders(run_dir / "heldout", heldout, DIFFUSION_HELDOUT_SEED).arrays["image"])
+    held_z, held_s = codes(images)
+    with torch.no_grad():
+        _, z_rec = invert_and_decode(trained, held_z, held_s, held_s, make_schedule(backbone.scheduler_config,
+                                                                                     inversion_steps))
+    psnrs = psnr_db(decode_latents(backbone, z_rec), images)
+    vae_only = psnr_db(decode_latents(backbone, held_z), images)
+    report = {"steps": run.step, "seed": cfg.seed, "batch_size": cfg.batch_size, "lr": cfg.lr,
+              "hierarchical": hierarchical, "tokens_per_level": tokens_per_level, "pretrained": pretrained,
+              "renders": renders, "train_seconds_this_run": seconds,
+              "params": sum(p.numel() for p in trained.parameters()), "heldout": len(images),
+              "inversion_steps": inversion_steps, "reconstruction_psnr": mean_se(psnrs),
+              "vae_psnr": mean_se(vae_only)}
+    if out_dir is not None:
+        trained.save_pretrained(Path(out_dir))
     (run_dir / "report.json").write_text(json.dumps(report, indent=2))
     return report
