@@ -73,7 +73,7 @@ def loss(delta_hat: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
 # CLIP): the beginnings of world captions, which toon-64's CLIP was trained on ("a cartoon woman with long black
 # hair, crying").
 CONTEXTS = tuple(f"a cartoon {who}{hair}" for who in ("woman", "man") for hair in (
-    "", " with short black hair", " with long blond hair", " with curly brown hair", " with short red hair",
+    "", " with short black hair", " with long blonde hair", " with curly brown hair", " with short red hair",
     " with long grey hair"))
 
 
