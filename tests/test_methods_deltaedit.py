@@ -182,3 +182,27 @@ def test_deltaedit_d_inverts_under_s_and_decodes_under_the_edited_s(parts, reque
     assert {sl.start for name, sl in routed.items() if name.startswith("mid_block.")} == {0}
     assert {sl.start for name, sl in routed.items() if name.startswith("down_blocks.0.")} == {8}
     assert not any(hasattr(p, "tokens") for n, p in model.unet.attn_processors.items() if ".attn1." in n)
+
+
+def test_interpolation_ends_at_the_two_edits(parts, request_, toon64):
+    from semedit.methods.deltaedit import interpolate
+
+    cfg = config(parts)
+    strip = interpolate(toon64, request_.image, ("", "crying"), ("", "red hair"), [1.0, 0.5, 0.0], cfg)
+    assert strip.shape == (3, 64, 64, 3)
+    for omega_image, target in ((strip[0], "crying"), (strip[2], "red hair")):
+        edit = run_edit("deltaedit", toon64, EditRequest(request_.image, target, ""), cfg)
+        np.testing.assert_array_equal(omega_image, edit.image)
+
+
+def test_style_mixing_takes_the_given_levels_from_the_style_image(parts, toon64):
+    from semedit.methods.deltaedit import style_mix
+
+    content, style = (render(sample_record(record_seed(4, i))).image for i in range(2))
+    cfg = config(parts)
+    everything = style_mix(toon64, content, style, ("coarse", "medium", "fine"), cfg)
+    own = run_edit("deltaedit", toon64, EditRequest(style, "crying", ""), config(parts, strength=0.0))
+    np.testing.assert_array_equal(everything, own.intermediates["reconstruction"])
+    assert style_mix(toon64, content, style, ("coarse",), cfg).shape == (64, 64, 3)
+    with pytest.raises(ValueError, match="levels must be some of"):
+        style_mix(toon64, content, style, ("hair",), cfg)

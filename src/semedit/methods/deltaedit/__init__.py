@@ -11,8 +11,10 @@ DDIM process under ŝ from the input's x_T, inverted under s (Eq. 15, DeltaEdit-
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from ...engine.conditioning import decode_latents, encode_image
@@ -22,7 +24,7 @@ from ...models.images import to_tensor, to_uint8
 from ...models.text import image_features, text_features, tokenize
 from ..base import EditRequest, EditResult, MethodConfig, provenance, register, setting, trained_part_folder
 from .diffusion import DIFFUSION_FOLDER, invert_and_decode, load_style_diffusion
-from .generator import STYLE_FOLDER, load_style_generator
+from .generator import LEVELS, STYLE_FOLDER, level_of, load_style_generator
 from .mapper import MAPPER_FOLDER, delta_condition, load_delta_mapper, relevant_channels, text_direction
 from .relevance import load_relevance
 
@@ -94,50 +96,111 @@ def clip_text(backbone):
     return embed
 
 
+@dataclass
+class Codes:
+    """An image's codes (§5.1): W+ from the encoder, its styles s, and its unit-norm CLIP image embedding c_i."""
+    image: np.ndarray
+    w_plus: torch.Tensor
+    s: torch.Tensor
+    c_i: torch.Tensor
+
+
+def codes_of(backbone, generator, encoder, image: np.ndarray) -> Codes:
+    x = to_tensor(image[None]).to(backbone.device)
+    w_plus = encoder(x)
+    return Codes(image, w_plus, generator.styles(w_plus), image_features(backbone.clip, x))
+
+
+def edit_direction(backbone, mapper, relevance, codes: Codes, source: str, target: str, threshold: float):
+    """(Δŝ, channels moved): Δt from the prompts (§3.2, text-prompt setting: template-averaged CLIP text
+    embeddings, target minus source), Δŝ = DeltaMapper(s, c_i, Δt) (Eq. 4; in W+ for the ablation of §5.5.4), zero
+    on the channels irrelevant to Δt by R_s (§3.2, disentanglement)."""
+    if target.strip().lower() == source.strip().lower():
+        raise ValueError("the source and target prompts are the same: DeltaEdit edits along their difference")
+    delta_t = text_direction(clip_text(backbone), source, target)[None]
+    code = codes.s if mapper.config.space == "s" else codes.w_plus.flatten(1)
+    delta = mapper(code, delta_condition(codes.c_i, delta_t))
+    if relevance is None:
+        return delta, delta.shape[1]
+    keep = relevant_channels(relevance, delta_t[0], threshold)
+    return delta * keep, int(keep.sum())
+
+
+def edited_codes(generator, space: str, codes: Codes, delta: torch.Tensor, strength: float):
+    """(ŝ, ŵ): s + alpha Δŝ with W+ unchanged, or in W+, ŵ = w + alpha Δŵ and ŝ its styles."""
+    if space == "s":
+        return codes.s + strength * delta, codes.w_plus
+    w_hat = codes.w_plus + strength * delta.view_as(codes.w_plus)
+    return generator.styles(w_hat), w_hat
+
+
+def decode_styles(backbone, config, generator, codes: Codes, s_hat: torch.Tensor, w_hat: torch.Tensor):
+    """The images (uint8, one per row of ŝ) and intermediates. G: G(ŝ) (Eq. 7), toRGB's styles from W+, with the
+    reconstruction G(s) (Fig. 17's "Recon.") in the same batch. D: x_T by DDIM inversion of the input's latent under
+    its s, then Eq. 15's reverse process under each ŝ from it (§4.2.2)."""
+    n = len(s_hat)
+    if config.variant == "g":
+        out = to_uint8(generator.synthesis(torch.cat([s_hat, codes.s]), torch.cat([w_hat, codes.w_plus])))
+        return out[:n], {"reconstruction": out[n]}
+    model = diffusion_for(backbone, config)
+    z0 = encode_image(backbone, codes.image[None])
+    schedule = make_schedule(backbone.scheduler_config, config.steps)
+    with counting_as_unet(model.unet), phase("inversion and decoding", 2 * config.steps):
+        x_T, z = invert_and_decode(model, z0, codes.s, s_hat, schedule, decode_batch=n)
+    return decode_latents(backbone, z), {"x_T": x_T, "latents": z}
+
+
 @register("deltaedit", DeltaEditConfig)
 @torch.no_grad()
 def deltaedit(backbone, request: EditRequest, config: DeltaEditConfig = DeltaEditConfig(), seed: int = 0) -> EditResult:
     if backbone.clip is None:
         raise ValueError(f"{backbone.name} has no CLIP model; DeltaEdit reads CLIP image and text embeddings")
-    if request.target_prompt.strip().lower() == request.source_prompt.strip().lower():
-        raise ValueError("the source and target prompts are the same: DeltaEdit edits along their difference")
     generator, encoder, relevance, mapper = parts_for(backbone, config)
-    x = to_tensor(request.image[None]).to(backbone.device)
-    # 1. The input's codes (§5.1): W+ from the encoder, its styles s, and its CLIP image embedding c_i.
-    w_plus = encoder(x)
-    s = generator.styles(w_plus)
-    c_i = image_features(backbone.clip, x)
-    # 2. Δt (§3.2, text-prompt setting): template-averaged CLIP text embeddings, target minus source.
-    delta_t = text_direction(clip_text(backbone), request.source_prompt, request.target_prompt)[None]
-    # 3. Δŝ = DeltaMapper(s, c_i, Δt) (Eq. 4), in S or, for the W+ ablation (§5.5.4), in W+.
-    code = s if mapper.config.space == "s" else w_plus.flatten(1)
-    delta = mapper(code, delta_condition(c_i, delta_t))
-    # 4. Disentanglement (§3.2): Δŝ is zero on the channels irrelevant to Δt.
-    kept = delta.shape[1]
-    if relevance is not None:
-        keep = relevant_channels(relevance, delta_t[0], config.threshold)
-        delta, kept = delta * keep, int(keep.sum())
-    # ŝ = s + alpha Δŝ (in W+: ŵ = w + alpha Δŵ and ŝ its styles)
-    if mapper.config.space == "s":
-        s_hat, w_hat = s + config.strength * delta, w_plus
-    else:
-        w_hat = w_plus + config.strength * delta.view_as(w_plus)
-        s_hat = generator.styles(w_hat)
-    if config.variant == "g":
-        # 5. x_edit = G(ŝ) (Eq. 7), toRGB's styles from W+; with the reconstruction G(s) (Fig. 17's "Recon.")
-        # in the same batch.
-        edited, reconstruction = to_uint8(generator.synthesis(torch.cat([s_hat, s]), torch.cat([w_hat, w_plus])))
-        extra = {"reconstruction": reconstruction}
-    else:
-        # 5. x_T from DDIM inversion of the input's latent under s, then Eq. 15's reverse process under ŝ (§4.2.2).
-        model = diffusion_for(backbone, config)
-        z0 = encode_image(backbone, request.image[None])
-        with counting_as_unet(model.unet), phase("inversion and decoding", 2 * config.steps):
-            x_T, z = invert_and_decode(model, z0, s, s_hat, make_schedule(backbone.scheduler_config, config.steps))
-        edited = decode_latents(backbone, z)[0]
-        extra = {"x_T": x_T, "latents": z}
-    return EditResult(image=edited, mask=None, intermediates={**extra, "delta_s": delta, "styles": s},
+    # 1. The input's codes: W+, s and c_i (§5.1).
+    codes = codes_of(backbone, generator, encoder, request.image)
+    # 2-4. Δt, Δŝ = DeltaMapper(s, c_i, Δt) (Eq. 4) and R_s (§3.2).
+    delta, kept = edit_direction(backbone, mapper, relevance, codes, request.source_prompt, request.target_prompt,
+                                 config.threshold)
+    # 5. ŝ = s + alpha Δŝ, decoded by G (Eq. 7) or by the style-conditioned diffusion (Eq. 15).
+    s_hat, w_hat = edited_codes(generator, mapper.config.space, codes, delta, config.strength)
+    images, extra = decode_styles(backbone, config, generator, codes, s_hat, w_hat)
+    return EditResult(image=images[0], mask=None, intermediates={**extra, "delta_s": delta, "styles": codes.s},
                       provenance={**provenance("deltaedit", config, seed, backbone), "channels_moved": kept,
                                   "channels": delta.shape[1], "space": mapper.config.space})
 
 
+@torch.no_grad()
+def interpolate(backbone, image: np.ndarray, edit_a: tuple[str, str], edit_b: tuple[str, str], omegas,
+                config: DeltaEditConfig = DeltaEditConfig()) -> np.ndarray:
+    """Attribute interpolation (§5.2.1, Fig. 10): s^omega = omega ŝ_a + (1 - omega) ŝ_b for the edits a and b, each a
+    (source, target) prompt pair, decoded at every omega (uint8, one image per omega)."""
+    generator, encoder, relevance, mapper = parts_for(backbone, config)
+    codes = codes_of(backbone, generator, encoder, image)
+    ends = [edited_codes(generator, mapper.config.space, codes,
+                         edit_direction(backbone, mapper, relevance, codes, src, tgt, config.threshold)[0],
+                         config.strength) for src, tgt in (edit_a, edit_b)]
+    w = torch.tensor([float(o) for o in omegas])[:, None]
+    (s_a, w_a), (s_b, w_b) = ends
+    s_mix = w * s_a + (1 - w) * s_b
+    w_mix = w[:, :, None] * w_a + (1 - w[:, :, None]) * w_b
+    return decode_styles(backbone, config, generator, codes, s_mix, w_mix)[0]
+
+
+@torch.no_grad()
+def style_mix(backbone, content: np.ndarray, style: np.ndarray, levels=("coarse",),
+              config: DeltaEditConfig = DeltaEditConfig()) -> np.ndarray:
+    """Style mixing (§5.3.1, Fig. 15): the content image's s with the given levels' styles (and toRGB styles) taken
+    from the style image, decoded (D: from the content's x_T); uint8 HxWx3."""
+    unknown = set(levels) - set(LEVELS)
+    if not levels or unknown:
+        raise ValueError(f"levels must be some of {', '.join(LEVELS)}, got {', '.join(levels) or 'none'}")
+    generator, encoder, _, _ = parts_for(backbone, dataclasses.replace(config, threshold=0.0))
+    a, b = (codes_of(backbone, generator, encoder, img) for img in (content, style))
+    s_mix, w_mix = a.s.clone(), a.w_plus.clone()
+    for level in levels:
+        sl = generator.level_slices()[level]
+        s_mix[:, sl] = b.s[:, sl]
+    for j in range(len(generator.to_rgbs)):  # toRGB j (at 4 * 2^j px) reads w_{2j+1}
+        if level_of(4 * 2**j) in levels:
+            w_mix[:, 2 * j + 1] = b.w_plus[:, 2 * j + 1]
+    return decode_styles(backbone, config, generator, a, s_mix, w_mix)[0][0]

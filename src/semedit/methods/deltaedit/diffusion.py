@@ -108,8 +108,9 @@ def load_style_diffusion(folder: str | Path, device: str | torch.device = "cpu")
 
 
 def invert_and_decode(model: StyleDiffusion, z0: torch.Tensor, s: torch.Tensor, s_hat: torch.Tensor,
-                      schedule) -> tuple[torch.Tensor, torch.Tensor]:
-    """(x_T, z_edit): x_T by deterministic DDIM inversion of z0 under s (§4.2.2), then the reverse DDIM process
-    of Eq. 15 from x_T under s_hat (s_hat = s reconstructs z0)."""
+                      schedule, decode_batch: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x_T, z): x_T by deterministic DDIM inversion of z0 under s (§4.2.2), then the reverse DDIM process of Eq. 15
+    from x_T under each row of s_hat (s_hat = s reconstructs z0); `decode_batch` rows of s_hat per x_T."""
     x_T = ddim_invert(lambda x, t: model(x, t, s), z0, schedule)[0]
-    return x_T, ddim_sample(lambda x, t: model(x, t, s_hat), x_T, schedule)
+    x = x_T.repeat_interleave(decode_batch, 0) if decode_batch > 1 else x_T
+    return x_T, ddim_sample(lambda x, t: model(x, t, s_hat), x, schedule)
