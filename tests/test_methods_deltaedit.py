@@ -206,3 +206,26 @@ def test_style_mixing_takes_the_given_levels_from_the_style_image(parts, toon64)
     assert style_mix(toon64, content, style, ("coarse",), cfg).shape == (64, 64, 3)
     with pytest.raises(ValueError, match="levels must be some of"):
         style_mix(toon64, content, style, ("hair",), cfg)
+
+
+def test_the_interpolation_and_mixing_commands_write_pictures_and_keep_existing_ones(parts, tmp_path, request_):
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from semedit.cli import main
+
+    root = parts["root"]
+    image = tmp_path / "toon.png"
+    Image.fromarray(request_.image).save(image)
+    common = ["--style-generator", root / "style", "--mapper", root / "mapper"]
+    def run(cli, args):
+        return CliRunner().invoke(cli, [str(a) for a in args])
+    r = run(main, ["deltaedit", "interpolate", image, "-a", "crying", "-b", "red hair", "--frames", "3",
+                   "-o", tmp_path / "strip.png", *common])
+    assert r.exit_code == 0, r.output
+    assert np.asarray(Image.open(tmp_path / "strip.png")).shape == (64, 192, 3)
+    r = run(main, ["deltaedit", "mix", image, image, "--level", "fine", "-o", tmp_path / "mix.png", *common])
+    assert r.exit_code == 0 and np.asarray(Image.open(tmp_path / "mix.png")).shape == (64, 64, 3)
+    before = (tmp_path / "mix.png").read_bytes()
+    r = run(main, ["deltaedit", "mix", image, image, "-o", tmp_path / "mix.png", *common])
+    assert r.exit_code != 0 and "exists" in r.output and (tmp_path / "mix.png").read_bytes() == before
