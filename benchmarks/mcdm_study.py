@@ -23,10 +23,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+from study import kind_table, run_rows
 
-from semedit.eval.bench import KIND_GROUPS, make_tasks, reference_images, run_method, score
+from semedit.eval.bench import KIND_GROUPS, make_tasks, reference_images
 from semedit.eval.metrics import frechet_distance
-from semedit.methods import config_for
 from semedit.models.backbone import load_backbone, load_evaluator
 
 ROWS = {  # label: (method, settings)
@@ -38,22 +38,11 @@ ROWS = {  # label: (method, settings)
     "MCDM w/o Mask": ("mcdm", {"mask_guided": False}),
     "MCDM": ("mcdm", {}),
 }
-METRICS = ("gt_ssim", "edit_success", "identity_agreement", "preservation_mae", "seconds")
-
-
-def mean_se(values) -> str:
-    v = np.asarray(values, dtype=float)
-    return f"{v.mean():.3f} ± {v.std(ddof=1) / np.sqrt(len(v)):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+METRICS = [("gt_ssim", "SSIM to ground truth ↑"), ("edit_success", "success ↑"), ("identity_agreement", "identity ↑"),
+           ("preservation_mae", "MAE outside ↓")]
 
 
 def table(args):
-    from layered_study import reference_unit
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    rows_file, outputs_file = out / "rows.json", out / "outputs.npz"
-    kept = json.loads(rows_file.read_text()) if rows_file.exists() else {}
-    outputs = dict(np.load(outputs_file)) if outputs_file.exists() else {}
     rows_def = dict(ROWS)
     for item in args.model:
         label, _, folder = item.partition("=")
@@ -61,42 +50,17 @@ def table(args):
     bb, ev = load_backbone("toon-64"), load_evaluator()
     kinds = KIND_GROUPS["pairs"]
     tasks = make_tasks(kinds, args.n, seed=0)
-    unit = kept.get("_unit_seconds") or reference_unit(bb)
-    kept["_unit_seconds"] = unit
-    for label in (args.rows.split(",") if args.rows else rows_def):
-        if label in kept:
-            continue
-        method, settings = rows_def[label]
-        rows = run_method(method, bb, tasks, config_for(method, bb, **settings),
-                          progress=lambda r: print(f"{label}: {r['kind']} {r['index']}", flush=True))
-        score(rows, tasks, ev)
-        for r in rows:
-            outputs[f"{label}/{r['kind']}/{r['index']}"] = r.pop("output")
-        kept[label] = rows
-        np.savez_compressed(outputs_file, **outputs)
-        rows_file.write_text(json.dumps(kept, indent=1, default=float))
-        print(label, "done", flush=True)
+    out = Path(args.out)
+    kept, outputs = run_rows(out, rows_def, args.rows.split(",") if args.rows else rows_def, tasks, bb, ev)
     reference = ev.features_of(reference_images())
     lines = [f"n = {args.n} tasks per kind (seed 0); mean ± standard error; Fréchet distance of the evaluator's "
-             f"features to 1,000 real renders (the ground truth's own row is the floor at this n); time also in "
-             f"units of one text-to-image run (50 steps, CFG 7.5: {unit:.2f} s here)\n"]
+             f"features to 1,000 real renders (the ground truth's own is the floor at this n); time also in "
+             f"units of one text-to-image run (50 steps, CFG 7.5: {kept['_unit_seconds']:.2f} s here)\n"]
     for kind in kinds:
         kind_tasks = [t for t in tasks if t.kind == kind]
         gt = frechet_distance(ev.features_of(np.stack([t.edit.target_render.image for t in kind_tasks])), reference)
         lines += [f"\n**{kind}** (ground truth's Fréchet distance: {gt:.1f})\n",
-                  "| | SSIM to ground truth ↑ | Fréchet ↓ | success ↑ | identity ↑ | MAE outside ↓ | s / edit "
-                  "| units |",
-                  "|---|---|---|---|---|---|---|---|"]
-        for label, rows in kept.items():
-            if label.startswith("_"):
-                continue
-            rs = [r for r in rows if r["kind"] == kind and "gt_ssim" in r]
-            fd = frechet_distance(ev.features_of(np.stack([outputs[f"{label}/{kind}/{r['index']}"] for r in rs])),
-                                  reference)
-            cells = [mean_se([r[m] for r in rs]) for m in METRICS[:4]]
-            sec = np.mean([r["seconds"] for r in rs])
-            lines.append(f"| {label} | {cells[0]} | {fd:.1f} | {cells[1]} | {cells[2]} | {cells[3]} | {sec:.2f} | "
-                         f"{sec / unit:.2f} |")
+                  *kind_table(kept, outputs, kind, ev, reference, METRICS)]
     (out / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -1,0 +1,157 @@
+"""DeltaEdit on the toon benchmark's text kinds (hair, expression, glasses, costume, background, eyes, mouth), against
+SDEdit, DiffEdit, ITO and ControlNet-only on the same tasks and seeds, with the paper's claims as rows: D against G
+(Table 4, Fig. 17), S against W+ (Table 1; give the W+ mapper with --wplus), with and without R_s (§5.5.5), routed
+against flat style tokens (give the flat model with --flat); and the zero-shot prompts (wordings no caption has).
+
+    PYTHONPATH=benchmarks OMP_NUM_THREADS=2 .venv/bin/python benchmarks/deltaedit_study.py table --n 12 \\
+        --out out/deltaedit_study --wplus runs/delta-mapper-wplus/model
+    PYTHONPATH=benchmarks OMP_NUM_THREADS=2 .venv/bin/python benchmarks/deltaedit_study.py zeroshot --n 12
+    PYTHONPATH=benchmarks .venv/bin/python benchmarks/deltaedit_study.py pictures --out out/deltaedit_study
+
+Rows are kept in OUT (rows.json, outputs.npz), so a stopped run resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+from study import kind_table, mean_se, run_rows
+
+from semedit.eval.bench import KIND_GROUPS, make_tasks, reference_images
+from semedit.methods import EditRequest, config_for, run_edit
+from semedit.models.backbone import load_backbone, load_evaluator
+from semedit.world import record_seed, render, sample_record
+from semedit.world.attributes import observable, with_value
+
+ROWS = {  # label: (method, settings)
+    "DeltaEdit-G": ("deltaedit", {}),
+    "DeltaEdit-D": ("deltaedit", {"variant": "d"}),
+    "DeltaEdit-G w/o R_s": ("deltaedit", {"threshold": 0.0}),
+    "DeltaEdit-D w/o R_s": ("deltaedit", {"variant": "d", "threshold": 0.0}),
+    "SDEdit": ("sdedit", {}),
+    "DiffEdit": ("diffedit", {}),
+    "ITO": ("ito", {}),
+    "ControlNet-only": ("controlnet", {}),
+}
+METRICS = [("edit_success", "success ↑"), ("identity_agreement", "identity ↑"),
+           ("preservation_mae", "MAE outside ↓"), ("preservation_psnr", "PSNR outside ↑")]
+# Zero-shot prompts (§5.2.1: "all text prompts have never been seen during training"): each edit as the world's
+# captions word it, and in wordings no caption has; (attribute, value) is what the evaluator must then read.
+ZERO_SHOT = [
+    ("expression", "crying", "crying", "in tears"),
+    ("expression", "laughing", "laughing", "laughing out loud"),
+    ("expression", "angry", "angry", "furious"),
+    ("hair_colour", "red", "with short red hair", "a redhead"),
+    ("glasses", "round", "wearing round glasses", "with round spectacles"),
+    ("costume", "santa", "santa claus costume", "dressed as father christmas"),
+    ("background", "beach", "on a beach", "at the seaside"),
+]
+
+
+def table(args):
+    rows_def = dict(ROWS)
+    if args.wplus:
+        rows_def["DeltaEdit-G in W+"] = ("deltaedit", {"trained_model": args.wplus})
+    if args.flat:
+        rows_def["DeltaEdit-D, flat tokens"] = ("deltaedit", {"variant": "d", "diffusion_model": args.flat})
+    bb, ev = load_backbone("toon-64"), load_evaluator()
+    kinds = KIND_GROUPS["text"]
+    tasks = make_tasks(kinds, args.n, seed=0)
+    out = Path(args.out)
+    kept, outputs = run_rows(out, rows_def, args.rows.split(",") if args.rows else rows_def, tasks, bb, ev)
+    reference = ev.features_of(reference_images())
+    lines = [f"n = {args.n} tasks per kind (seed 0); mean ± standard error; Fréchet distance of the evaluator's "
+             f"features to 1,000 real renders; time also in units of one text-to-image run (50 steps, CFG 7.5: "
+             f"{kept['_unit_seconds']:.2f} s here)\n"]
+    for kind in kinds:
+        lines += [f"\n**{kind}**\n", *kind_table(kept, outputs, kind, ev, reference, METRICS)]
+    labels = [k for k in kept if not k.startswith("_")]
+    lines += ["\n**all text kinds**\n", "| | " + " | ".join(h for _, h in METRICS) + " |",
+              "|---" * (len(METRICS) + 1) + "|"]
+    for label in labels:
+        lines.append(f"| {label} | " + " | ".join(mean_se([r[m] for r in kept[label]]) for m, _ in METRICS) + " |")
+    (out / "table.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+def zeroshot(args):
+    """Success of each edit worded as the captions word it and in a wording no caption has, from an empty source
+    (§3.2's setting), on `n` renders that do not show the target."""
+    bb, ev = load_backbone("toon-64"), load_evaluator()
+    lines = [f"n = {args.n} renders per edit (seed 40,000,000 + i, those not already showing the target); "
+             "success = the evaluator reads the target value; mean ± standard error\n",
+             "| edit | worded as the captions | success | zero-shot wording | success |", "|---|---|---|---|---|"]
+    for variant in args.variants.split(","):
+        config = config_for("deltaedit", bb, variant=variant)
+        for attribute, value, caption_words, new_words in ZERO_SHOT:
+            images, i = [], 0
+            while len(images) < args.n:  # renders whose edited record is allowed and shows the attribute
+                rec = sample_record(record_seed(40_000_000, i))
+                i += 1
+                target = with_value(rec, attribute, value)
+                if getattr(rec, attribute) != value and target is not None and observable(target)[attribute]:
+                    images.append(render(rec).image)
+            cells = []
+            for words in (caption_words, new_words):
+                outs = np.stack([run_edit("deltaedit", bb, EditRequest(img, words, ""), config).image
+                                 for img in images])
+                cells.append(mean_se([p[attribute] == value for p in ev.predict(outs)]))
+            lines.append(f"| {variant.upper()}: {attribute} → {value} | {caption_words} | {cells[0]} | {new_words} | "
+                         f"{cells[1]} |")
+            print(lines[-1], flush=True)
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "zeroshot.md").write_text("\n".join(lines) + "\n")
+
+
+def pictures(args):
+    """Fig. 14: inputs (rows) x prompts (columns), reconstruction first, for G and D; and Fig. 10's interpolation
+    strip."""
+    from semedit.methods.deltaedit import interpolate
+    from semedit.world.sheets import grid as grid_of
+    from semedit.world.sheets import labelled, zoom_nearest
+
+    bb = load_backbone("toon-64")
+    prompts = ["crying", "laughing", "with short red hair", "wearing round glasses", "santa claus costume",
+               "on a beach"]
+    inputs = [render(sample_record(record_seed(41_000_000, i))).image for i in range(args.inputs)]
+    for variant in ("g", "d"):
+        config = config_for("deltaedit", bb, variant=variant)
+        cells, left = [], []
+        for img in inputs:
+            edits = [run_edit("deltaedit", bb, EditRequest(img, p, ""), config) for p in prompts]
+            recon = edits[0].intermediates.get("reconstruction")
+            if recon is None:  # D: the reconstruction is the edit under an unchanged s
+                recon = run_edit("deltaedit", bb, EditRequest(img, prompts[0], ""),
+                                 config_for("deltaedit", bb, variant=variant, strength=0.0)).image
+            cells.append([img, recon, *[e.image for e in edits]])
+            left.append("")
+        picture = labelled(zoom_nearest(grid_of(cells), 2), left, ["input", "recon.", *prompts], 64 * 2, 4)
+        picture.save(Path(args.docs) / f"grid_{variant}.png")
+        print("picture:", Path(args.docs) / f"grid_{variant}.png")
+    strip = interpolate(bb, inputs[0], ("", "with short blonde hair"), ("", "crying"), np.linspace(1, 0, 6),
+                        config_for("deltaedit", bb))
+    picture = labelled(zoom_nearest(grid_of([list(strip)]), 2), ["G"],
+                       [f"ω = {w:.1f}" for w in np.linspace(1, 0, 6)], 64 * 2, 4)
+    picture.save(Path(args.docs) / "interpolation.png")
+    print("picture:", Path(args.docs) / "interpolation.png")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", choices=["table", "zeroshot", "pictures"])
+    ap.add_argument("--n", type=int, default=12, help="tasks per kind (table) or renders per edit (zeroshot)")
+    ap.add_argument("--out", default="out/deltaedit_study")
+    ap.add_argument("--rows", default=None, help="only these rows (comma-separated labels)")
+    ap.add_argument("--wplus", default=None, help="folder of the Delta Mapper trained in W+")
+    ap.add_argument("--flat", default=None, help="folder of the style diffusion trained with flat tokens")
+    ap.add_argument("--variants", default="g,d", help="zeroshot: the decoders")
+    ap.add_argument("--inputs", type=int, default=4, help="pictures: input renders")
+    ap.add_argument("--docs", default="docs/deltaedit", help="pictures: where they go")
+    args = ap.parse_args()
+    {"table": table, "zeroshot": zeroshot, "pictures": pictures}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
