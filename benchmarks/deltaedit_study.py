@@ -120,12 +120,10 @@ def pictures(args):
         config = config_for("deltaedit", bb, variant=variant)
         cells, left = [], []
         for img in inputs:
-            edits = [run_edit("deltaedit", bb, EditRequest(img, p, ""), config) for p in prompts]
-            recon = edits[0].intermediates.get("reconstruction")
-            if recon is None:  # D: the reconstruction is the edit under an unchanged s
-                recon = run_edit("deltaedit", bb, EditRequest(img, prompts[0], ""),
-                                 config_for("deltaedit", bb, variant=variant, strength=0.0)).image
-            cells.append([img, recon, *[e.image for e in edits]])
+            edits = [run_edit("deltaedit", bb, EditRequest(img, p, ""), config).image for p in prompts]
+            recon = run_edit("deltaedit", bb, EditRequest(img, prompts[0], ""),  # under an unchanged s
+                             config_for("deltaedit", bb, variant=variant, strength=0.0)).image
+            cells.append([img, recon, *edits])
             left.append("")
         picture = labelled(zoom_nearest(grid_of(cells), 2), left, ["input", "recon.", *prompts], 64 * 2, 4)
         picture.save(Path(args.docs) / f"grid_{variant}.png")

@@ -120,8 +120,9 @@ def test_threshold_zero_moves_every_channel_and_a_high_one_none(parts, request_,
     assert everything.provenance["channels_moved"] == everything.provenance["channels"]
     nothing = run_edit("deltaedit", toon64, request_, config(parts, threshold=1.0))
     assert nothing.provenance["channels_moved"] == 0
-    np.testing.assert_array_equal(nothing.image, nothing.intermediates["reconstruction"])
-    assert not np.array_equal(everything.image, everything.intermediates["reconstruction"])
+    reconstruction = run_edit("deltaedit", toon64, request_, config(parts, strength=0.0)).image
+    np.testing.assert_array_equal(nothing.image, reconstruction)
+    assert not np.array_equal(everything.image, reconstruction)
 
 
 def test_the_relevance_mask_follows_r_s_times_delta_t():
@@ -131,8 +132,12 @@ def test_the_relevance_mask_follows_r_s_times_delta_t():
 
 
 def test_strength_zero_gives_the_reconstruction(parts, request_, toon64):
+    from semedit.models.images import to_tensor, to_uint8
+
     r = run_edit("deltaedit", toon64, request_, config(parts, strength=0.0))
-    np.testing.assert_array_equal(r.image, r.intermediates["reconstruction"])
+    generator, encoder = load_style_generator(parts["root"] / "style")
+    with torch.no_grad():
+        np.testing.assert_array_equal(r.image, to_uint8(generator(encoder(to_tensor(request_.image[None]))))[0])
 
 
 def test_the_w_plus_ablation_edits_in_w_plus(parts, request_, toon64):
@@ -192,7 +197,8 @@ def test_interpolation_ends_at_the_two_edits(parts, request_, toon64):
     assert strip.shape == (3, 64, 64, 3)
     for omega_image, target in ((strip[0], "crying"), (strip[2], "red hair")):
         edit = run_edit("deltaedit", toon64, EditRequest(request_.image, target, ""), cfg)
-        np.testing.assert_array_equal(omega_image, edit.image)
+        # equal up to 8-bit rounding of float sums that differ with the batch size (3 here, 1 there)
+        assert np.abs(omega_image.astype(int) - edit.image).max() <= 1
 
 
 def test_style_mixing_takes_the_given_levels_from_the_style_image(parts, toon64):
@@ -202,7 +208,7 @@ def test_style_mixing_takes_the_given_levels_from_the_style_image(parts, toon64)
     cfg = config(parts)
     everything = style_mix(toon64, content, style, ("coarse", "medium", "fine"), cfg)
     own = run_edit("deltaedit", toon64, EditRequest(style, "crying", ""), config(parts, strength=0.0))
-    np.testing.assert_array_equal(everything, own.intermediates["reconstruction"])
+    np.testing.assert_array_equal(everything, own.image)
     assert style_mix(toon64, content, style, ("coarse",), cfg).shape == (64, 64, 3)
     with pytest.raises(ValueError, match="levels must be some of"):
         style_mix(toon64, content, style, ("hair",), cfg)

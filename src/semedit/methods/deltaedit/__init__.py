@@ -135,13 +135,12 @@ def edited_codes(generator, space: str, codes: Codes, delta: torch.Tensor, stren
 
 
 def decode_styles(backbone, config, generator, codes: Codes, s_hat: torch.Tensor, w_hat: torch.Tensor):
-    """The images (uint8, one per row of ŝ) and intermediates. G: G(ŝ) (Eq. 7), toRGB's styles from W+, with the
-    reconstruction G(s) (Fig. 17's "Recon.") in the same batch. D: x_T by DDIM inversion of the input's latent under
-    its s, then Eq. 15's reverse process under each ŝ from it (§4.2.2)."""
+    """The images (uint8, one per row of ŝ) and intermediates. G: G(ŝ) (Eq. 7), toRGB's styles from W+. D: x_T by
+    DDIM inversion of the input's latent under its s, then Eq. 15's reverse process under each ŝ from it (§4.2.2).
+    (ŝ = s gives the reconstruction, Fig. 17's "Recon.".)"""
     n = len(s_hat)
     if config.variant == "g":
-        out = to_uint8(generator.synthesis(torch.cat([s_hat, codes.s]), torch.cat([w_hat, codes.w_plus])))
-        return out[:n], {"reconstruction": out[n]}
+        return to_uint8(generator.synthesis(s_hat, w_hat)), {}
     model = diffusion_for(backbone, config)
     z0 = encode_image(backbone, codes.image[None])
     schedule = make_schedule(backbone.scheduler_config, config.steps)

@@ -33,7 +33,7 @@ class StyleTokens(ModelMixin, ConfigMixin):
     coarse first."""
 
     @register_to_config
-    def __init__(self, level_dims: tuple[int, int, int] = (768, 576, 96), tokens_per_level: int = 4,
+    def __init__(self, level_dims: tuple[int, int, int] = (640, 288, 48), tokens_per_level: int = 4,
                  cross_attention_dim: int = 128, hierarchical: bool = True):
         super().__init__()
         self.maps = nn.ModuleList([nn.Sequential(nn.LayerNorm(d), nn.Linear(d, tokens_per_level * cross_attention_dim))

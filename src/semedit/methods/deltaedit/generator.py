@@ -83,7 +83,7 @@ class StyleGenerator(ModelMixin, ConfigMixin):
 
     @register_to_config
     def __init__(self, resolution: int = 64, z_dim: int = 128, w_dim: int = 128, mapping_layers: int = 4,
-                 mapping_lr_mul: float = 0.01, channels: tuple[int, ...] = (256, 256, 128, 64, 32)):
+                 mapping_lr_mul: float = 0.01, channels: tuple[int, ...] = (256, 128, 64, 32, 16)):
         super().__init__()
         resolutions = [4 * 2**i for i in range(len(channels))]
         if resolutions[-1] != resolution:

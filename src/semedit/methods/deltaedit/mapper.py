@@ -43,7 +43,7 @@ class DeltaMapper(ModelMixin, ConfigMixin):
     ablation that maps in W+ (§5.5.4; the levels are then W+'s vectors of the coarse, medium and fine layers)."""
 
     @register_to_config
-    def __init__(self, level_dims: tuple[int, int, int] = (768, 576, 96), clip_dim: int = 128, layers: int = 4,
+    def __init__(self, level_dims: tuple[int, int, int] = (640, 288, 48), clip_dim: int = 128, layers: int = 4,
                  lr_mul: float = 0.01, space: str = "s"):
         super().__init__()
         self.style = nn.ModuleList([sub_module(d, d, True, layers, lr_mul) for d in level_dims])
