@@ -17,9 +17,9 @@ import argparse
 from pathlib import Path
 
 import numpy as np
-from study import kind_table, mean_se, run_rows
+from study import header, kind_table, mean_se, run_study
 
-from semedit.eval.bench import KIND_GROUPS, make_tasks, reference_images
+from semedit.eval.bench import KIND_GROUPS
 from semedit.methods import EditRequest, config_for, run_edit
 from semedit.models.backbone import load_backbone, load_evaluator
 from semedit.world import record_seed, render, sample_record
@@ -56,15 +56,9 @@ def table(args):
         rows_def["DeltaEdit-G in W+"] = ("deltaedit", {"trained_model": args.wplus})
     if args.flat:
         rows_def["DeltaEdit-D, flat tokens"] = ("deltaedit", {"variant": "d", "diffusion_model": args.flat})
-    bb, ev = load_backbone("toon-64"), load_evaluator()
     kinds = KIND_GROUPS["text"]
-    tasks = make_tasks(kinds, args.n, seed=0)
-    out = Path(args.out)
-    kept, outputs = run_rows(out, rows_def, args.rows.split(",") if args.rows else rows_def, tasks, bb, ev)
-    reference = ev.features_of(reference_images())
-    lines = [f"n = {args.n} tasks per kind (seed 0); mean ± standard error; Fréchet distance of the evaluator's "
-             f"features to 1,000 real renders; time also in units of one text-to-image run (50 steps, CFG 7.5: "
-             f"{kept['_unit_seconds']:.2f} s here)\n"]
+    ev, _, kept, outputs, reference = run_study(args, rows_def, kinds)
+    lines = [header(args.n, kept["_unit_seconds"])]
     for kind in kinds:
         lines += [f"\n**{kind}**\n", *kind_table(kept, outputs, kind, ev, reference, METRICS)]
     labels = [k for k in kept if not k.startswith("_")]
@@ -72,7 +66,7 @@ def table(args):
               "|---" * (len(METRICS) + 1) + "|"]
     for label in labels:
         lines.append(f"| {label} | " + " | ".join(mean_se([r[m] for r in kept[label]]) for m, _ in METRICS) + " |")
-    (out / "table.md").write_text("\n".join(lines) + "\n")
+    (Path(args.out) / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -23,11 +23,10 @@ import json
 from pathlib import Path
 
 import numpy as np
-from study import kind_table, run_rows
+from study import header, kind_table, run_study
 
-from semedit.eval.bench import KIND_GROUPS, make_tasks, reference_images
+from semedit.eval.bench import KIND_GROUPS, make_tasks
 from semedit.eval.metrics import frechet_distance
-from semedit.models.backbone import load_backbone, load_evaluator
 
 ROWS = {  # label: (method, settings)
     "SDEdit 0.5": ("sdedit", {"strength": 0.5}),
@@ -47,21 +46,15 @@ def table(args):
     for item in args.model:
         label, _, folder = item.partition("=")
         rows_def[label] = ("mcdm", {"trained_model": folder})
-    bb, ev = load_backbone("toon-64"), load_evaluator()
     kinds = KIND_GROUPS["pairs"]
-    tasks = make_tasks(kinds, args.n, seed=0)
-    out = Path(args.out)
-    kept, outputs = run_rows(out, rows_def, args.rows.split(",") if args.rows else rows_def, tasks, bb, ev)
-    reference = ev.features_of(reference_images())
-    lines = [f"n = {args.n} tasks per kind (seed 0); mean ± standard error; Fréchet distance of the evaluator's "
-             f"features to 1,000 real renders (the ground truth's own is the floor at this n); time also in "
-             f"units of one text-to-image run (50 steps, CFG 7.5: {kept['_unit_seconds']:.2f} s here)\n"]
+    ev, tasks, kept, outputs, reference = run_study(args, rows_def, kinds)
+    lines = [header(args.n, kept["_unit_seconds"], " (the ground truth's own is the floor at this n)")]
     for kind in kinds:
         kind_tasks = [t for t in tasks if t.kind == kind]
         gt = frechet_distance(ev.features_of(np.stack([t.edit.target_render.image for t in kind_tasks])), reference)
         lines += [f"\n**{kind}** (ground truth's Fréchet distance: {gt:.1f})\n",
                   *kind_table(kept, outputs, kind, ev, reference, METRICS)]
-    (out / "table.md").write_text("\n".join(lines) + "\n")
+    (Path(args.out) / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -10,9 +10,10 @@ from pathlib import Path
 
 import numpy as np
 
-from semedit.eval.bench import run_method, score
+from semedit.eval.bench import make_tasks, reference_images, run_method, score
 from semedit.eval.metrics import frechet_distance
 from semedit.methods import config_for
+from semedit.models.backbone import load_backbone, load_evaluator
 
 
 def mean_se(values) -> str:
@@ -44,6 +45,21 @@ def run_rows(out: Path, rows_def: dict, labels, tasks, backbone, evaluator) -> t
         rows_file.write_text(json.dumps(kept, indent=1, default=float))
         print(label, "done", flush=True)
     return kept, outputs
+
+
+def run_study(args, rows_def: dict, kinds):
+    """The rows `args.rows` names (default: all) on `args.n` tasks per kind (seed 0) on toon-64, kept in `args.out`:
+    (evaluator, tasks, kept rows, outputs, the evaluator's features of the real renders Fréchet distances use)."""
+    bb, ev = load_backbone("toon-64"), load_evaluator()
+    tasks = make_tasks(kinds, args.n, seed=0)
+    kept, outputs = run_rows(Path(args.out), rows_def, args.rows.split(",") if args.rows else rows_def, tasks, bb, ev)
+    return ev, tasks, kept, outputs, ev.features_of(reference_images())
+
+
+def header(n: int, unit: float, floor: str = "") -> str:
+    return (f"n = {n} tasks per kind (seed 0); mean ± standard error; Fréchet distance of the evaluator's features to "
+            f"1,000 real renders{floor}; time also in units of one text-to-image run (50 steps, CFG 7.5: {unit:.2f} s "
+            "here)\n")
 
 
 def kind_table(kept: dict, outputs: dict, kind: str, evaluator, reference: np.ndarray,

@@ -386,10 +386,17 @@ def style_generator(renders, heldout, batch_size, minutes, run_dir, out, steps, 
     _report("style generator", report, out)
 
 
+def _style_generator_options(f):
+    """--style-generator and --renders of the commands that train on a style generator's codes of world renders."""
+    f = click.option("--renders", type=click.IntRange(2), default=None,
+                     help="World renders, inverted by the style encoder (default: 20,000).")(f)
+    return click.option("--style-generator", "style_folder", default=None,
+                        type=click.Path(file_okay=False, exists=True, path_type=Path),
+                        help="The style generator whose encoder gives s (default: toon-64's style-generator/).")(f)
+
+
 @train.command(name="delta-mapper")
-@click.option("--style-generator", "style_folder", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              default=None, help="The style generator it maps into (default: toon-64's style-generator/).")
-@click.option("--renders", type=click.IntRange(2), default=None, help="Inverted world renders (default: 20,000).")
+@_style_generator_options
 @click.option("--samples", type=click.IntRange(0), default=None,
               help="The generator's own samples besides them (§5.1; default: 20,000).")
 @click.option("--space", type=click.Choice(["s", "w+"]), default="s", show_default=True,
@@ -417,9 +424,7 @@ def delta_mapper(style_folder, renders, samples, space, batch_size, run_dir, out
 
 
 @train.command(name="style-diffusion")
-@click.option("--style-generator", "style_folder", type=click.Path(file_okay=False, exists=True, path_type=Path),
-              default=None, help="The style generator whose encoder gives s (default: toon-64's style-generator/).")
-@click.option("--renders", type=click.IntRange(2), default=None, help="World renders (default: 20,000).")
+@_style_generator_options
 @click.option("--flat", is_flag=True, help="Every cross-attention layer sees all style tokens (default: each level "
               "of the U-Net its own level of s, as the paper's hierarchy).")
 @click.option("--from-scratch", is_flag=True, help="Random initial U-Net weights instead of toon-64's.")

@@ -199,6 +199,22 @@ def trained_part_folder(backbone, given: str | None, folder_name: str, what: str
     return backbone.root / folder_name
 
 
+_TRAINED_PARTS: dict[tuple, object] = {}
+
+
+def cached_part(folder, version_file: str, device, load):
+    """`load(folder, device)`, once per folder, version on disk (the mtime of `folder / version_file`) and device; a
+    part that is not there is a ValueError naming what trains it (`load`'s FileNotFoundError)."""
+    path = folder / version_file
+    key = (str(folder.resolve()), path.stat().st_mtime_ns if path.exists() else None, str(device), load)
+    if key not in _TRAINED_PARTS:
+        try:
+            _TRAINED_PARTS[key] = load(folder, device)
+        except FileNotFoundError as e:
+            raise ValueError(str(e)) from None
+    return _TRAINED_PARTS[key]
+
+
 def provenance(method: str, config, seed: int, backbone) -> dict:
     own = backbone.method_defaults.get(method)
     return {"method": method, "config": dataclasses.asdict(config), "seed": seed, "model": backbone.name,

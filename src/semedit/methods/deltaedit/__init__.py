@@ -22,10 +22,11 @@ from ...engine.counting import counting_as_unet, phase
 from ...engine.ddim import make_schedule
 from ...models.images import to_tensor, to_uint8
 from ...models.text import image_features, text_features, tokenize
-from ..base import EditRequest, EditResult, MethodConfig, provenance, register, setting, trained_part_folder
+from ..base import (EditRequest, EditResult, MethodConfig, cached_part, provenance, register, setting,
+                    trained_part_folder)
 from .diffusion import DIFFUSION_FOLDER, invert_and_decode, load_style_diffusion
 from .generator import LEVELS, STYLE_FOLDER, level_of, load_style_generator
-from .mapper import MAPPER_FOLDER, delta_condition, load_delta_mapper, relevant_channels, text_direction
+from .mapper import MAPPER_FOLDER, RELEVANCE_FILE, delta_condition, load_delta_mapper, relevant_channels, text_direction
 from .relevance import load_relevance
 
 
@@ -45,49 +46,27 @@ class DeltaEditConfig(MethodConfig):
                                                 f"family's {DIFFUSION_FOLDER}/")
 
 
-_LOADED: dict[tuple, tuple] = {}
-
-
 def parts_for(backbone, config: DeltaEditConfig):
-    """The style generator, its encoder, R_s (None when the threshold is 0) and the Delta Mapper, loaded once per
-    folder, version on disk and device."""
+    """The style generator, its encoder, R_s (None when the threshold is 0 or the mapper works in W+) and the Delta
+    Mapper."""
     gen_folder = trained_part_folder(backbone, config.style_generator, STYLE_FOLDER, "style generator",
                                      "style_generator")
     map_folder = trained_part_folder(backbone, config.trained_model, MAPPER_FOLDER, "Delta Mapper", "trained_model")
-    stamp = [(p / "config.json").stat().st_mtime_ns if (p / "config.json").exists() else None
-             for p in (gen_folder / "generator", map_folder)]
-    key = (str(gen_folder.resolve()), str(map_folder.resolve()), *stamp, str(backbone.device))
-    if key not in _LOADED:
-        try:
-            generator, encoder = load_style_generator(gen_folder, backbone.device)
-            mapper = load_delta_mapper(map_folder, backbone.device)
-        except FileNotFoundError as e:
-            raise ValueError(str(e)) from None
-        _LOADED[key] = (generator, encoder, mapper)
-    generator, encoder, mapper = _LOADED[key]
+    generator, encoder = cached_part(gen_folder, "generator/config.json", backbone.device, load_style_generator)
+    mapper = cached_part(map_folder, "config.json", backbone.device, load_delta_mapper)
     if mapper.config.space == "s" and sum(mapper.config.level_dims) != generator.style_dim:
         raise ValueError(f"the Delta Mapper in {map_folder} maps {sum(mapper.config.level_dims)} style channels; the "
                          f"style generator in {gen_folder} has {generator.style_dim}")
     relevance = None
     if config.threshold > 0 and mapper.config.space == "s":
-        try:
-            relevance = load_relevance(gen_folder).to(backbone.device)
-        except FileNotFoundError as e:
-            raise ValueError(str(e)) from None
+        relevance = cached_part(gen_folder, RELEVANCE_FILE, backbone.device, load_relevance)
     return generator, encoder, relevance, mapper
 
 
 def diffusion_for(backbone, config: DeltaEditConfig):
     folder = trained_part_folder(backbone, config.diffusion_model, DIFFUSION_FOLDER, "style-conditioned diffusion",
                                  "diffusion_model")
-    weights = folder / "unet" / "config.json"
-    key = (str(folder.resolve()), weights.stat().st_mtime_ns if weights.exists() else None, str(backbone.device))
-    if key not in _LOADED:
-        try:
-            _LOADED[key] = load_style_diffusion(folder, backbone.device)
-        except FileNotFoundError as e:
-            raise ValueError(str(e)) from None
-    return _LOADED[key]
+    return cached_part(folder, "unet/config.json", backbone.device, load_style_diffusion)
 
 
 def clip_text(backbone):

@@ -50,8 +50,8 @@ def save_relevance(relevance: torch.Tensor, folder: str | Path, meta: dict) -> P
     return path
 
 
-def load_relevance(folder: str | Path) -> torch.Tensor:
+def load_relevance(folder: str | Path, device: str | torch.device = "cpu") -> torch.Tensor:
     path = Path(folder) / RELEVANCE_FILE
     if not path.exists():
         raise FileNotFoundError(f"no relevance matrix R_s in {folder}; compute it with `semedit deltaedit relevance`")
-    return load_file(path)["relevance"].float()
+    return load_file(path)["relevance"].float().to(device)

@@ -23,7 +23,8 @@ from ...engine.counting import counting_as_unet, phase
 from ...engine.ddim import alphas_cumprod, q_sample, scheduler_sample, seeded_noise
 from ...engine.guidance import nested_guidance
 from ...engine.masks import blend, gaussian_blur, noise_difference, normalise, resize, threshold
-from ..base import EditRequest, EditResult, MethodConfig, provenance, register, setting, trained_part_folder
+from ..base import (EditRequest, EditResult, MethodConfig, cached_part, provenance, register, setting,
+                    trained_part_folder)
 from .model import MCDM, MCDM_FOLDER, clip_image_tokens, load_mcdm
 
 
@@ -53,20 +54,12 @@ class MCDMConfig(MethodConfig):
 
 
 MASK_THRESHOLD = {"costume": 0.2, "expression": 0.35}  # supp. §1.3: lambda per task
-_LOADED: dict[tuple, MCDM] = {}
 
 
 def model_for(backbone, config: MCDMConfig) -> MCDM:
     """The trained MCDM (loaded once per folder, version on disk and device)."""
     folder = trained_part_folder(backbone, config.trained_model, MCDM_FOLDER, "trained MCDM", "trained_model")
-    weights = folder / "unet" / "config.json"
-    key = (str(folder.resolve()), weights.stat().st_mtime_ns if weights.exists() else None, str(backbone.device))
-    if key not in _LOADED:
-        try:
-            _LOADED[key] = load_mcdm(folder, backbone.device)
-        except FileNotFoundError as e:
-            raise ValueError(str(e)) from None
-    model = _LOADED[key]
+    model = cached_part(folder, "unet/config.json", backbone.device, load_mcdm)
     if model.unet.config.sample_size != backbone.unet.config.sample_size:
         raise ValueError(f"the MCDM in {folder} was trained on {model.unet.config.sample_size}-latent images, "
                          f"{backbone.name} makes {backbone.unet.config.sample_size}")
