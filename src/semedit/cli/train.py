@@ -381,8 +381,9 @@ def style_generator(renders, heldout, batch_size, minutes, run_dir, out, steps, 
 
     out = out or TOON64_DIR / STYLE_FOLDER
     cfg = STYLE_TRAIN.with_changes(steps, batch_size, seed=seed, time_budget_minutes=minutes)
-    report = train_style_generator(run_dir, out, cfg, renders=renders or STYLE_RENDERS, heldout=heldout,
-                                   resume=not fresh)
+    with user_errors():
+        report = train_style_generator(run_dir, out, cfg, renders=renders or STYLE_RENDERS, heldout=heldout,
+                                       resume=not fresh)
     _report("style generator", report, out)
 
 

@@ -32,6 +32,7 @@ from ...models.vae import encode_latents
 from ...training.data import RenderCache
 from ...training.diffusion import noised
 from ...training.loop import TrainConfig, TrainRun
+from ...training.vae import heldout_psnr
 from .diffusion import StyleDiffusion, StyleTokens, invert_and_decode
 from .generator import LEVELS, StyleEncoder, StyleGenerator, level_of, load_style_generator
 from .mapper import DeltaMapper, delta_condition
@@ -82,21 +83,15 @@ def encode_all(encoder: StyleEncoder, images: np.ndarray, batch: int = 256) -> t
     return torch.cat([encoder(to_tensor(images[i:i + batch])) for i in range(0, len(images), batch)])
 
 
-def psnr_db(a: np.ndarray, b: np.ndarray) -> list[float]:
-    """PSNR (dB, 8-bit) of each image of `a` against the same one of `b`."""
-    mse = ((np.asarray(a, np.float64) - np.asarray(b, np.float64)) ** 2).mean((1, 2, 3))
-    return (10 * np.log10(255.0**2 / np.maximum(mse, 1e-10))).tolist()
-
-
 def mean_se(values) -> list[float]:
     return [float(np.mean(values)), float(np.std(values, ddof=1) / np.sqrt(len(values)))]
 
 
 @torch.no_grad()
-def heldout_psnr(generator: StyleGenerator, encoder: StyleEncoder, images: np.ndarray) -> list[float]:
+def inversion_psnr(generator: StyleGenerator, encoder: StyleEncoder, images: np.ndarray) -> np.ndarray:
     """PSNR of each held-out render against its inversion G(E(x))."""
-    return psnr_db(np.concatenate([to_uint8(generator(encoder(to_tensor(images[i:i + 100]))))
-                                   for i in range(0, len(images), 100)]), images)
+    return heldout_psnr(np.concatenate([to_uint8(generator(encoder(to_tensor(images[i:i + 100]))))
+                                        for i in range(0, len(images), 100)]), images)
 
 
 def train_style_generator(run_dir: str | Path, out_dir: str | Path | None, cfg: TrainConfig = STYLE_TRAIN,
@@ -133,7 +128,7 @@ def train_style_generator(run_dir: str | Path, out_dir: str | Path | None, cfg: 
     seconds = {"autoencoder": round(time.perf_counter() - t0, 1)}
 
     # The mapping network: z -> w distributed as the encoder's w_0 of the renders.
-    real_w = encode_all(encoder, np.asarray(train_set.arrays["image"]))[:, 0]
+    real_w = encode_all(encoder, images)[:, 0]
     gan = MappingGAN(generator.mapping.requires_grad_(True), generator.config.w_dim)
     mrun = TrainRun(run_dir / "mapping", mapping_cfg, gan, "mapping", resume=resume)
     z_dim = generator.config.z_dim
@@ -161,7 +156,7 @@ def train_style_generator(run_dir: str | Path, out_dir: str | Path | None, cfg: 
         sampled = generator.map(torch.randn(len(real_w), z_dim, generator=g))
 
     renders = np.asarray(style_renders(run_dir / "heldout", heldout, STYLE_HELDOUT_SEED).arrays["image"])
-    psnrs = heldout_psnr(generator, encoder, renders)
+    psnrs = inversion_psnr(generator, encoder, renders)
     levels = {k: [v.start, v.stop] for k, v in generator.level_slices().items()}
     report = {"autoencoder_steps": run.step, "mapping_steps": mrun.step, "seed": cfg.seed,
               "batch_size": cfg.batch_size, "lr": cfg.lr, "renders": len(train_set),
@@ -340,8 +335,8 @@ def train_style_diffusion(run_dir: str | Path, out_dir: str | Path | None, style
     with torch.no_grad():
         _, z_rec = invert_and_decode(trained, held_z, held_s, held_s, make_schedule(backbone.scheduler_config,
                                                                                      inversion_steps))
-    psnrs = psnr_db(decode_latents(backbone, z_rec), images)
-    vae_only = psnr_db(decode_latents(backbone, held_z), images)
+    psnrs = heldout_psnr(decode_latents(backbone, z_rec), images)
+    vae_only = heldout_psnr(decode_latents(backbone, held_z), images)
     report = {"steps": run.step, "seed": cfg.seed, "batch_size": cfg.batch_size, "lr": cfg.lr,
               "hierarchical": hierarchical, "tokens_per_level": tokens_per_level, "pretrained": pretrained,
               "renders": renders, "train_seconds_this_run": seconds,
