@@ -155,7 +155,7 @@ def pictures(args):
     strip = interpolate(bb, inputs[0], ("", "with short blonde hair"), ("", "crying"), np.linspace(1, 0, 6),
                         config_for("deltaedit", bb))
     picture = labelled(zoom_nearest(grid_of([list(strip)]), 2), ["G"],
-                       [f"ω = {w:.1f}" for w in np.linspace(1, 0, 6)], 64 * 2, 4)
+                       [f"omega = {w:.1f}" for w in np.linspace(1, 0, 6)], 64 * 2, 4)
     picture.save(Path(args.docs) / "interpolation.png")
     print("picture:", Path(args.docs) / "interpolation.png")
 
