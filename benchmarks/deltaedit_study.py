@@ -102,24 +102,20 @@ def zeroshot(args):
 def inversion(args):
     """The style generator's inversion of held-out renders (model card): PSNR, and per attribute the share of renders
     whose inversion the evaluator reads as the render's record (on the renders themselves as the reference)."""
-    import torch
-
     from semedit.methods.deltaedit import parts_for
-    from semedit.models.images import to_tensor, to_uint8
+    from semedit.methods.deltaedit.generator import inverted
+    from semedit.training.vae import heldout_psnr
     from semedit.world.attributes import CATEGORICAL
 
     bb, ev = load_backbone("toon-64"), load_evaluator()
     generator, encoder, _, _ = parts_for(bb, config_for("deltaedit", bb))
     records = [sample_record(record_seed(42_000_000, i)) for i in range(args.n)]
     renders = np.stack([render(r).image for r in records])
-    with torch.no_grad():
-        inverted = np.concatenate([to_uint8(generator(encoder(to_tensor(renders[i:i + 100]))))
-                                   for i in range(0, len(renders), 100)])
-    mse = (((inverted.astype(np.float64) - renders) / 255.0) ** 2).mean((1, 2, 3))
-    psnr = 10 * np.log10(1.0 / mse)
+    inversions = inverted(generator, encoder, renders)
+    psnr = heldout_psnr(inversions, renders)
     lines = [f"n = {args.n} held-out renders (seed 42,000,000 + i); mean ± standard error\n",
              f"PSNR of the inversion: {mean_se(psnr)} dB\n", "| attribute | renders | inversions |", "|---|---|---|"]
-    read_r, read_i = ev.predict(renders), ev.predict(inverted)
+    read_r, read_i = ev.predict(renders), ev.predict(inversions)
     for name in CATEGORICAL:
         shown = [k for k, r in enumerate(records) if observable(r)[name]]
         cells = [mean_se([read[k][name] == getattr(records[k], name) for k in shown]) for read in (read_r, read_i)]

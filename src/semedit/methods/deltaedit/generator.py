@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -25,6 +26,7 @@ from diffusers.configuration_utils import ConfigMixin, register_to_config
 from diffusers.models.modeling_utils import ModelMixin
 
 from ...models.backbone import load_family_part
+from ...models.images import to_tensor, to_uint8
 
 STYLE_FOLDER = "style-generator"  # inside a model family's folder: generator/ and encoder/
 LEVELS = ("coarse", "medium", "fine")
@@ -205,3 +207,10 @@ def load_style_generator(folder: str | Path, device: str | torch.device = "cpu")
     command = "semedit train style-generator"
     return (load_family_part(StyleGenerator, folder / "generator", "style generator", command, device),
             load_family_part(StyleEncoder, folder / "encoder", "style encoder", command, device))
+
+
+@torch.no_grad()
+def inverted(generator: StyleGenerator, encoder: StyleEncoder, images: np.ndarray, batch: int = 100) -> np.ndarray:
+    """G(E(x)) of uint8 images, as uint8: what the edits start from."""
+    return np.concatenate([to_uint8(generator(encoder(to_tensor(images[i:i + batch]))))
+                           for i in range(0, len(images), batch)])

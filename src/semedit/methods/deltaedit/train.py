@@ -26,7 +26,7 @@ from diffusers import UNet2DConditionModel
 from ...engine.conditioning import decode_latents
 from ...engine.ddim import alphas_cumprod, make_schedule
 from ...models.backbone import load_backbone
-from ...models.images import to_tensor, to_uint8
+from ...models.images import to_tensor
 from ...models.text import image_features
 from ...models.vae import encode_latents
 from ...training.data import RenderCache
@@ -34,7 +34,7 @@ from ...training.diffusion import noised
 from ...training.loop import TrainConfig, TrainRun
 from ...training.vae import heldout_psnr
 from .diffusion import StyleDiffusion, StyleTokens, invert_and_decode
-from .generator import LEVELS, StyleEncoder, StyleGenerator, level_of, load_style_generator
+from .generator import LEVELS, StyleEncoder, StyleGenerator, inverted, level_of, load_style_generator
 from .mapper import DeltaMapper, delta_condition
 from .mapper import loss as mapper_loss
 
@@ -85,13 +85,6 @@ def encode_all(encoder: StyleEncoder, images: np.ndarray, batch: int = 256) -> t
 
 def mean_se(values) -> list[float]:
     return [float(np.mean(values)), float(np.std(values, ddof=1) / np.sqrt(len(values)))]
-
-
-@torch.no_grad()
-def inversion_psnr(generator: StyleGenerator, encoder: StyleEncoder, images: np.ndarray) -> np.ndarray:
-    """PSNR of each held-out render against its inversion G(E(x))."""
-    return heldout_psnr(np.concatenate([to_uint8(generator(encoder(to_tensor(images[i:i + 100]))))
-                                        for i in range(0, len(images), 100)]), images)
 
 
 def train_style_generator(run_dir: str | Path, out_dir: str | Path | None, cfg: TrainConfig = STYLE_TRAIN,
@@ -156,7 +149,7 @@ def train_style_generator(run_dir: str | Path, out_dir: str | Path | None, cfg: 
         sampled = generator.map(torch.randn(len(real_w), z_dim, generator=g))
 
     renders = np.asarray(style_renders(run_dir / "heldout", heldout, STYLE_HELDOUT_SEED).arrays["image"])
-    psnrs = inversion_psnr(generator, encoder, renders)
+    psnrs = heldout_psnr(inverted(generator, encoder, renders), renders)
     levels = {k: [v.start, v.stop] for k, v in generator.level_slices().items()}
     report = {"autoencoder_steps": run.step, "mapping_steps": mrun.step, "seed": cfg.seed,
               "batch_size": cfg.batch_size, "lr": cfg.lr, "renders": len(train_set),
