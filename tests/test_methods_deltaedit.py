@@ -157,6 +157,8 @@ def test_the_text_direction_is_the_difference_of_template_means(toon64):
     torch.testing.assert_close(text_direction(embed, "a cartoon woman", caption),
                                F.normalize(embed([caption])[0], dim=-1) - F.normalize(embed(["a cartoon woman"])[0],
                                                                                       dim=-1))
+    # Each list of prompts goes through the text tower once per CLIP model.
+    assert clip_text(toon64)([caption]) is embed([caption])
 
 
 @pytest.mark.parametrize("source,target,message", [("", "  ", "target prompt is empty"),

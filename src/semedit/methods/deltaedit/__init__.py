@@ -12,6 +12,7 @@ DDIM process under ŝ from the input's x_T, inverted under s (Eq. 15, DeltaEdit-
 from __future__ import annotations
 
 import dataclasses
+import weakref
 from dataclasses import dataclass
 
 import numpy as np
@@ -69,9 +70,20 @@ def diffusion_for(backbone, config: DeltaEditConfig):
     return cached_part(folder, "unet/config.json", backbone.device, load_style_diffusion)
 
 
+_TEXT_EMBEDDINGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # CLIP model -> {prompts: embeddings}
+
+
 def clip_text(backbone):
+    """Unit-norm CLIP text embeddings of a list of prompts, kept per CLIP model and list: Δt embeds 12 templated
+    prompts per text, and texts recur between edits (the empty source of every zero-shot edit)."""
+    kept = _TEXT_EMBEDDINGS.setdefault(backbone.clip, {})
+
     def embed(prompts):
-        return text_features(backbone.clip, tokenize(backbone.clip_processor.tokenizer, prompts, backbone.device))
+        key = tuple(prompts)
+        if key not in kept:
+            kept[key] = text_features(backbone.clip, tokenize(backbone.clip_processor.tokenizer, prompts,
+                                                              backbone.device))
+        return kept[key]
     return embed
 
 
