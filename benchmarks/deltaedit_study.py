@@ -7,6 +7,7 @@ against flat style tokens (give the flat model with --flat); and the zero-shot p
         --out out/deltaedit_study --wplus runs/delta-mapper-wplus/model
     PYTHONPATH=benchmarks OMP_NUM_THREADS=2 .venv/bin/python benchmarks/deltaedit_study.py zeroshot --n 12
     PYTHONPATH=benchmarks .venv/bin/python benchmarks/deltaedit_study.py pictures --out out/deltaedit_study
+    PYTHONPATH=benchmarks OMP_NUM_THREADS=2 .venv/bin/python benchmarks/deltaedit_study.py steps --n 8
 
 Rows are kept in OUT (rows.json, outputs.npz), so a stopped run resumes.
 """
@@ -125,6 +126,35 @@ def inversion(args):
     print("\n".join(lines))
 
 
+def steps(args):
+    """DeltaEdit-D's cost against its quality by the number of DDIM steps T (§5.3.1: 100): Table 3's reconstruction
+    (inversion and decoding under an unchanged s) on held-out renders, and seconds per edit (one "crying" edit per
+    render), also as a ratio to T = 100 measured in the same run."""
+    import time
+
+    from semedit.training.vae import heldout_psnr
+
+    bb = load_backbone("toon-64")
+    renders = [render(sample_record(record_seed(43_000_000, i))).image for i in range(args.n)]
+    lines = [f"n = {args.n} held-out renders (seed 43,000,000 + i); mean ± standard error; one thread count per run\n",
+             "| T | reconstruction PSNR (dB) | s / edit | ratio to T = 100 |", "|---|---|---|---|"]
+    rows = {}
+    for t in (100, 50, 25, 10):
+        recon = np.stack([run_edit("deltaedit", bb, EditRequest(img, "crying", ""),
+                                   config_for("deltaedit", bb, variant="d", steps=t, strength=0.0)).image
+                          for img in renders])
+        start = time.perf_counter()
+        for img in renders:
+            run_edit("deltaedit", bb, EditRequest(img, "crying", ""), config_for("deltaedit", bb, variant="d", steps=t))
+        rows[t] = (mean_se(heldout_psnr(recon, np.stack(renders))), (time.perf_counter() - start) / args.n)
+        print(t, rows[t], flush=True)
+    for t, (psnr, sec) in rows.items():
+        lines.append(f"| {t} | {psnr} | {sec:.2f} | {sec / rows[100][1]:.2f} |")
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    (Path(args.out) / "steps.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def pictures(args):
     """Fig. 14: inputs (rows) x prompts (columns), reconstruction first, for G and D; and Fig. 10's interpolation
     strip."""
@@ -158,7 +188,7 @@ def pictures(args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["table", "zeroshot", "pictures", "inversion"])
+    ap.add_argument("what", choices=["table", "zeroshot", "pictures", "inversion", "steps"])
     ap.add_argument("--n", type=int, default=12, help="tasks per kind (table) or renders per edit (zeroshot)")
     ap.add_argument("--out", default="out/deltaedit_study")
     ap.add_argument("--rows", default=None, help="only these rows (comma-separated labels)")
@@ -168,7 +198,8 @@ def main():
     ap.add_argument("--inputs", type=int, default=4, help="pictures: input renders")
     ap.add_argument("--docs", default="docs/deltaedit", help="pictures: where they go")
     args = ap.parse_args()
-    {"table": table, "zeroshot": zeroshot, "pictures": pictures, "inversion": inversion}[args.what](args)
+    {"table": table, "zeroshot": zeroshot, "pictures": pictures, "inversion": inversion,
+     "steps": steps}[args.what](args)
 
 
 if __name__ == "__main__":
