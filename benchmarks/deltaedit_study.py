@@ -31,6 +31,7 @@ ROWS = {  # label: (method, settings)
     "DeltaEdit-D": ("deltaedit", {"variant": "d"}),
     "DeltaEdit-G w/o R_s": ("deltaedit", {"threshold": 0.0}),
     "DeltaEdit-D w/o R_s": ("deltaedit", {"variant": "d", "threshold": 0.0}),
+    "DeltaEdit-D, T = 25": ("deltaedit", {"variant": "d", "steps": 25}),
     "SDEdit": ("sdedit", {}),
     "DiffEdit": ("diffedit", {}),
     "ITO": ("ito", {}),
