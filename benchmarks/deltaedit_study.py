@@ -31,7 +31,7 @@ ROWS = {  # label: (method, settings)
     "DeltaEdit-D": ("deltaedit", {"variant": "d"}),
     "DeltaEdit-G w/o R_s": ("deltaedit", {"threshold": 0.0}),
     "DeltaEdit-D w/o R_s": ("deltaedit", {"variant": "d", "threshold": 0.0}),
-    "DeltaEdit-D, T = 25": ("deltaedit", {"variant": "d", "steps": 25}),
+    "DeltaEdit-D at T = 25": ("deltaedit", {"variant": "d", "steps": 25}),
     "SDEdit": ("sdedit", {}),
     "DiffEdit": ("diffedit", {}),
     "ITO": ("ito", {}),
@@ -57,7 +57,7 @@ def table(args):
     if args.wplus:
         rows_def["DeltaEdit-G in W+"] = ("deltaedit", {"trained_model": args.wplus})
     if args.flat:
-        rows_def["DeltaEdit-D, flat tokens"] = ("deltaedit", {"variant": "d", "diffusion_model": args.flat})
+        rows_def["DeltaEdit-D with flat tokens"] = ("deltaedit", {"variant": "d", "diffusion_model": args.flat})
     kinds = KIND_GROUPS["text"]
     ev, _, kept, outputs, reference = run_study(args, rows_def, kinds)
     lines = [header(args.n, kept["_unit_seconds"])]

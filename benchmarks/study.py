@@ -50,9 +50,12 @@ def run_rows(out: Path, rows_def: dict, labels, tasks, backbone, evaluator) -> t
 def run_study(args, rows_def: dict, kinds):
     """The rows `args.rows` names (default: all) on `args.n` tasks per kind (seed 0) on toon-64, kept in `args.out`:
     (evaluator, tasks, kept rows, outputs, the evaluator's features of the real renders Fréchet distances use)."""
+    labels = [label.strip() for label in args.rows.split(",")] if args.rows else list(rows_def)
+    if unknown := [label for label in labels if label not in rows_def]:
+        raise SystemExit(f"unknown rows {unknown}; the rows are: {', '.join(rows_def)}")
     bb, ev = load_backbone("toon-64"), load_evaluator()
     tasks = make_tasks(kinds, args.n, seed=0)
-    kept, outputs = run_rows(Path(args.out), rows_def, args.rows.split(",") if args.rows else rows_def, tasks, bb, ev)
+    kept, outputs = run_rows(Path(args.out), rows_def, labels, tasks, bb, ev)
     return ev, tasks, kept, outputs, ev.features_of(reference_images())
 
 
