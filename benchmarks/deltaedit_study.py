@@ -63,11 +63,7 @@ def table(args):
     lines = [header(args.n, kept["_unit_seconds"])]
     for kind in kinds:
         lines += [f"\n**{kind}**\n", *kind_table(kept, outputs, kind, ev, reference, METRICS)]
-    labels = [k for k in kept if not k.startswith("_")]
-    lines += ["\n**all text kinds**\n", "| | " + " | ".join(h for _, h in METRICS) + " |",
-              "|---" * (len(METRICS) + 1) + "|"]
-    for label in labels:
-        lines.append(f"| {label} | " + " | ".join(mean_se([r[m] for r in kept[label]]) for m, _ in METRICS) + " |")
+    lines += ["\n**all text kinds**\n", *kind_table(kept, outputs, None, ev, reference, METRICS)]
     (Path(args.out) / "table.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -65,17 +65,17 @@ def header(n: int, unit: float, floor: str = "") -> str:
             "here)\n")
 
 
-def kind_table(kept: dict, outputs: dict, kind: str, evaluator, reference: np.ndarray,
+def kind_table(kept: dict, outputs: dict, kind: str | None, evaluator, reference: np.ndarray,
                metrics: list[tuple[str, str]]) -> list[str]:
-    """The markdown table of one task kind: a row per kept label, the `metrics` (key, header) as mean ± standard
-    error, then Fréchet distance, seconds per edit and units."""
+    """The markdown table of one task kind (None: all of them): a row per kept label, the `metrics` (key, header) as
+    mean ± standard error, then Fréchet distance, seconds per edit and units."""
     unit = kept["_unit_seconds"]
     lines = ["| | " + " | ".join(h for _, h in metrics) + " | Fréchet ↓ | s / edit | units |",
              "|---" * (len(metrics) + 4) + "|"]
     for label, rows in kept.items():
         if label.startswith("_"):
             continue
-        rs = [r for r in rows if r["kind"] == kind and "edit_success" in r]
+        rs = [r for r in rows if kind in (None, r["kind"]) and "edit_success" in r]
         if not rs:
             continue
         fd = frechet_distance(evaluator.features_of(np.stack([outputs[f"{label}/{kind}/{r['index']}"] for r in rs])),
