@@ -78,8 +78,8 @@ def kind_table(kept: dict, outputs: dict, kind: str | None, evaluator, reference
         rs = [r for r in rows if kind in (None, r["kind"]) and "edit_success" in r]
         if not rs:
             continue
-        fd = frechet_distance(evaluator.features_of(np.stack([outputs[f"{label}/{kind}/{r['index']}"] for r in rs])),
-                              reference)
+        images = np.stack([outputs[f"{label}/{r['kind']}/{r['index']}"] for r in rs])
+        fd = frechet_distance(evaluator.features_of(images), reference)
         sec = np.mean([r["seconds"] for r in rs])
         cells = [mean_se([r[m] for r in rs]) for m, _ in metrics]
         lines.append(f"| {label} | {' | '.join(cells)} | {fd:.1f} | {sec:.3f} | {sec / unit:.3f} |")
