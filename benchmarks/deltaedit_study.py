@@ -26,11 +26,11 @@ from semedit.models.backbone import load_backbone, load_evaluator
 from semedit.world import record_seed, render, sample_record
 from semedit.world.attributes import observable, with_value
 
-ROWS = {  # label: (method, settings)
+ROWS = {  # label: (method, settings); DeltaEdit-D at the paper's T = 100 unless the label says otherwise
     "DeltaEdit-G": ("deltaedit", {}),
-    "DeltaEdit-D": ("deltaedit", {"variant": "d"}),
+    "DeltaEdit-D": ("deltaedit", {"variant": "d", "steps": 100}),
     "DeltaEdit-G w/o R_s": ("deltaedit", {"threshold": 0.0}),
-    "DeltaEdit-D w/o R_s": ("deltaedit", {"variant": "d", "threshold": 0.0}),
+    "DeltaEdit-D w/o R_s": ("deltaedit", {"variant": "d", "steps": 100, "threshold": 0.0}),
     "DeltaEdit-D at T = 25": ("deltaedit", {"variant": "d", "steps": 25}),
     "SDEdit": ("sdedit", {}),
     "DiffEdit": ("diffedit", {}),
@@ -57,7 +57,8 @@ def table(args):
     if args.wplus:
         rows_def["DeltaEdit-G in W+"] = ("deltaedit", {"trained_model": args.wplus})
     if args.flat:
-        rows_def["DeltaEdit-D with flat tokens"] = ("deltaedit", {"variant": "d", "diffusion_model": args.flat})
+        rows_def["DeltaEdit-D with flat tokens"] = ("deltaedit", {"variant": "d", "steps": 100,
+                                                                  "diffusion_model": args.flat})
     kinds = KIND_GROUPS["text"]
     ev, _, kept, outputs, reference = run_study(args, rows_def, kinds)
     lines = [header(args.n, kept["_unit_seconds"])]
