@@ -1,12 +1,13 @@
 """DeltaEdit on the toon benchmark's text kinds (hair, expression, glasses, costume, background, eyes, mouth), against
 SDEdit, DiffEdit, ITO and ControlNet-only on the same tasks and seeds, with the paper's claims as rows: D against G
 (Table 4, Fig. 17), S against W+ (Table 1; give the W+ mapper with --wplus), with and without R_s (§5.5.5), routed
-against flat style tokens (give the flat model with --flat); and the zero-shot prompts (wordings no caption has).
+against flat style tokens (give the flat model with --flat); the zero-shot prompts (wordings no caption has); the cost
+of an edit (G, and D by its steps T); the pictures.
 
     PYTHONPATH=benchmarks OMP_NUM_THREADS=2 .venv/bin/python benchmarks/deltaedit_study.py table --n 12 \\
-        --out out/deltaedit_study --wplus runs/delta-mapper-wplus/model
+        --out out/deltaedit_study/table --wplus runs/delta-mapper-wplus/model --flat runs/style-diffusion-flat/model
     PYTHONPATH=benchmarks OMP_NUM_THREADS=2 .venv/bin/python benchmarks/deltaedit_study.py zeroshot --n 12
-    PYTHONPATH=benchmarks .venv/bin/python benchmarks/deltaedit_study.py pictures --out out/deltaedit_study
+    PYTHONPATH=benchmarks .venv/bin/python benchmarks/deltaedit_study.py pictures --inputs 3
     PYTHONPATH=benchmarks OMP_NUM_THREADS=2 .venv/bin/python benchmarks/deltaedit_study.py speed --n 8
 
 Rows are kept in OUT (rows.json, outputs.npz), so a stopped run resumes.

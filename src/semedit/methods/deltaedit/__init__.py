@@ -71,6 +71,7 @@ def diffusion_for(backbone, config: DeltaEditConfig):
 
 
 _TEXT_EMBEDDINGS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # CLIP model -> {prompts: embeddings}
+KEPT_PROMPT_LISTS = 1024  # per CLIP model, oldest dropped first (a long-running app sees many prompts)
 
 
 def clip_text(backbone):
@@ -81,6 +82,8 @@ def clip_text(backbone):
     def embed(prompts):
         key = tuple(prompts)
         if key not in kept:
+            if len(kept) >= KEPT_PROMPT_LISTS:
+                kept.pop(next(iter(kept)))
             kept[key] = text_features(backbone.clip, tokenize(backbone.clip_processor.tokenizer, prompts,
                                                               backbone.device))
         return kept[key]
