@@ -12,6 +12,7 @@ better judge can score them again (`rejudge`) without running any method.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import os
 import time
@@ -358,7 +359,12 @@ def summarise(rows: list[dict]) -> dict:
 
 
 def reference_images(n: int = REFERENCE_SIZE, seed: int = 7_000_000) -> np.ndarray:
-    """n fresh real renders: the Fréchet reference set."""
+    """n real renders: the Fréchet reference set (a copy; rendered once per process)."""
+    return _rendered(n, seed).copy()
+
+
+@functools.lru_cache(maxsize=2)
+def _rendered(n: int, seed: int) -> np.ndarray:
     return np.stack([render(sample_record(seed + i)).image for i in range(n)])
 
 
