@@ -137,7 +137,7 @@ def speed(args):
     from semedit.training.vae import heldout_psnr
 
     bb = load_backbone("toon-64")
-    renders = [render(sample_record(record_seed(43_000_000, i))).image for i in range(args.n)]
+    renders = np.stack([render(sample_record(record_seed(43_000_000, i))).image for i in range(args.n)])
 
     def per_edit(prompts, **settings):
         config = config_for("deltaedit", bb, **settings)
@@ -159,7 +159,7 @@ def speed(args):
     rows = {}
     for t in (100, 50, 25, 10):
         recon = per_edit(["crying"] * args.n, variant="d", steps=t, strength=0.0)[1]
-        rows[t] = (mean_se(heldout_psnr(recon, np.stack(renders))),
+        rows[t] = (mean_se(heldout_psnr(recon, renders)),
                    per_edit(["crying"] * args.n, variant="d", steps=t)[0])
         print(t, rows[t], flush=True)
     lines += [f"| {t} | {psnr} | {sec:.2f} | {sec / unit:.3f} | {sec / rows[100][1]:.2f} |"
