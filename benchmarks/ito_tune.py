@@ -16,7 +16,7 @@ soft_maps.npz): a stopped run resumes, and a new variant reuses the maps.
 of another run on the same tasks (the issue's bar: success at least ControlNet-only's minus 0.05, MAE outside the
 true region at most halfway between DiffEdit's and ControlNet-only's), with paired differences.
 
-    .venv/bin/python benchmarks/ito_tune.py --goal out/bench50_ito/results.json --against docs/bench_n50/results.json
+    .venv/bin/python benchmarks/ito_tune.py --goal out/bench50_ito_a/results.json,out/bench50_ito_b/results.json
 """
 
 from __future__ import annotations
@@ -128,12 +128,12 @@ def se(values) -> float:
     return float(v.std(ddof=1) / np.sqrt(len(v))) if len(v) > 1 else float("nan")
 
 
-def check_goal(ito_file: Path, against_file: Path) -> None:
-    """Print ITO's success and MAE outside against ControlNet-only's and DiffEdit's on the tasks both runs hold."""
-    ito, base = (json.loads(Path(f).read_text()) for f in (ito_file, against_file))
-    if ito["seed"] != base["seed"]:  # a task is fixed by (seed, kind, index)
-        raise SystemExit("the two runs are not on the same task set (seed)")
-    rows = {(r["method"], r["kind"], r["index"]): r for r in [*base["tasks"], *ito["tasks"]] if "edit_success" in r}
+def check_goal(ito_files: list[Path], against_file: Path) -> None:
+    """Print ITO's success and MAE outside against ControlNet-only's and DiffEdit's on the tasks the runs hold."""
+    runs = [json.loads(Path(f).read_text()) for f in (*ito_files, against_file)]
+    if len({run["seed"] for run in runs}) > 1:  # a task is fixed by (seed, kind, index)
+        raise SystemExit("the runs are not on the same task set (seed)")
+    rows = {(r["method"], r["kind"], r["index"]): r for run in runs for r in run["tasks"] if "edit_success" in r}
     print("| kinds | method | n | success | MAE out | Δ success vs ControlNet-only | Δ MAE out vs ControlNet-only |")
     print("|---|---|---|---|---|---|---|")
     for group in ("text", "layout"):
@@ -172,11 +172,12 @@ def main():
                     "STUDY); the first is the base of the paired differences")
     ap.add_argument("--baselines", default="controlnet,diffedit")
     ap.add_argument("--out", default="out/ito_tune")
-    ap.add_argument("--goal", default=None, metavar="RESULTS", help="check this bench run of ITO; run nothing")
+    ap.add_argument("--goal", default=None, metavar="RESULTS", help="check these bench runs of ITO (comma-separated "
+                    "results.json files); run nothing")
     ap.add_argument("--against", default="docs/bench_n50/results.json", help="the baselines' bench run for --goal")
     args = ap.parse_args()
     if args.goal:
-        return check_goal(Path(args.goal), Path(args.against))
+        return check_goal([Path(f) for f in args.goal.split(",")], Path(args.against))
     study = STUDY if not args.variant else [(v, args.variant[0]) for v in args.variant]
     variants = {parse_variant(v): parse_variant(base) for v, base in study}  # {(label, fields): (label, fields)}
     out = Path(args.out)
