@@ -36,6 +36,7 @@ from semedit.methods.base import parse_setting
 from semedit.methods.ito import request_edit_mask
 from semedit.models.backbone import load_backbone, load_evaluator
 from semedit.world import resize_square
+from study import mean_se
 
 MASK_FIELDS = ("steps", "mask_mode", "mask_samples", "mask_encode_ratio", "mask_step", "mask_guidance_scale",
                "mask_blur_kernel", "encode_ratio", "negative_prompt", "controlnet_scale")
@@ -110,14 +111,11 @@ def group_line(label, rows, base_rows, kinds) -> str:
     pick = [r for r in rows if r["kind"] in kinds and "edit_success" in r]
     if not pick:
         return ""
-    cells = []
-    for m in METRICS:
-        v = np.array([r[m] for r in pick])
-        cells.append(f"{v.mean():.3f} ± {v.std(ddof=1) / np.sqrt(len(v)):.3f}" if len(v) > 1 else f"{v.mean():.3f}")
+    cells = [mean_se([r[m] for r in pick]) for m in METRICS]
     base = {(r["kind"], r["index"]): r for r in base_rows if "edit_success" in r}
     for m in ("edit_success", "preservation_mae"):
-        d = np.array([r[m] - base[(r["kind"], r["index"])][m] for r in pick if (r["kind"], r["index"]) in base])
-        cells.append(f"{d.mean():+.3f} ± {d.std(ddof=1) / np.sqrt(len(d)):.3f}" if len(d) > 1 else "")
+        d = [r[m] - base[(r["kind"], r["index"])][m] for r in pick if (r["kind"], r["index"]) in base]
+        cells.append(f"{np.mean(d):+.3f} ± {se(d):.3f}" if len(d) > 1 else "")
     area = [r["mask_area"] for r in pick if "mask_area" in r]
     cells.append(f"{np.mean(area):.2f}" if area else "")
     return f"| {label} | {len(pick)} | " + " | ".join(cells) + " |"
