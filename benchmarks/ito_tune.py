@@ -183,6 +183,9 @@ def main():
     rows_file, maps_file = out / "rows.json", out / "soft_maps.npz"
     kept = json.loads(rows_file.read_text()) if rows_file.exists() else {}
     maps = dict(np.load(maps_file)) if maps_file.exists() else {}
+    task_set = {"seed": args.seed, "n": args.n, "kinds": args.kinds}
+    if kept.setdefault("_tasks", task_set) != task_set:
+        raise SystemExit(f"{out} holds runs on another task set ({kept['_tasks']}): give another --out")
     bb, ev = load_backbone("toon-64"), load_evaluator()
     tasks = make_tasks(args.kinds.split(","), args.n, seed=args.seed)
     t0 = time.perf_counter()
