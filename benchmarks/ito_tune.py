@@ -80,10 +80,10 @@ def parse_variant(text: str) -> tuple[str, tuple]:
     return label.strip(), tuple(sorted(fields.items()))
 
 
-def soft_map(bb, task, config, cache: dict, key: str):
+def soft_map(bb, req, task, config, cache: dict, key: str):
     """The task's Eq. 7 soft map (latent grid) under the config's mask settings, from the cache when there."""
     if key not in cache:
-        _, soft = request_edit_mask(bb, task_request(task, bb.image_size), config, task.seed)
+        _, soft = request_edit_mask(bb, req, config, task.seed)
         cache[key] = soft.numpy()
     return torch.from_numpy(cache[key])
 
@@ -93,8 +93,8 @@ def run_variant(bb, tasks, fields: dict, maps: dict, progress) -> list[dict]:
     mask_key = json.dumps({f: getattr(config, f) for f in MASK_FIELDS}, sort_keys=True)
     rows = []
     for t in tasks:
-        soft = soft_map(bb, t, config, maps, f"{mask_key}|{t.kind}|{t.index}")
         req = task_request(t, bb.image_size)
+        soft = soft_map(bb, req, t, config, maps, f"{mask_key}|{t.kind}|{t.index}")
         req.mask = resize(threshold(soft, config.mask_threshold), (bb.image_size,) * 2)[0, 0].numpy() > 0
         res = run_edit("ito", bb, req, config, seed=t.seed)
         rows.append({"method": "ito", "kind": t.kind, "index": t.index, "output": resize_square(res.image, 64),
