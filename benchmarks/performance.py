@@ -5,9 +5,10 @@ same work on the same model where one exists, the time in units of one diffusers
 at the best batch size, measured alone. Then the command line's start-up.
 
     OMP_NUM_THREADS=2 .venv/bin/python benchmarks/performance.py [--model toon-64] [--repeats 3]
-        [--device cpu|cuda] [--precision fp32|bf16] [--compile] [--levers] [--json FILE]
+        [--device cpu|cuda] [--precision fp32|bf16] [--compile] [--levers] [--only RUNS] [--json FILE]
 
-Every method runs with its defaults (the paper's) on one benchmark task; the diffusers pipelines run
+Every method runs with the backbone's defaults (`config_for`: the paper's, or toon-64's own where its
+`method_defaults.json` has them) on one benchmark task; the diffusers pipelines run
 with the same steps, strength and guidance, eager and in fp32 (as a user gets them). `--precision` and
 `--compile` apply to semedit's runs only (`semedit.models.fast.accelerated`); `--levers` adds a table of
 each speed lever alone on text-to-image. Absolute seconds drift between days on shared machines: compare
@@ -258,6 +259,8 @@ def main():
     ap.add_argument("--levers", action="store_true", help="also: each speed lever alone on text-to-image")
     ap.add_argument("--no-startup", action="store_true")
     ap.add_argument("--json", default=None, help="Also write the figures to this JSON file.")
+    ap.add_argument("--only", default=None, metavar="RUNS", help="comma-separated semedit runs (e.g. ito,diffedit) "
+                    "with their diffusers counterparts; diffusers text-to-image, the unit, always runs")
     args = ap.parse_args()
 
     device = torch.device(args.device)
@@ -265,6 +268,12 @@ def main():
     fast = accelerated(bb, args.precision, args.compile) if (args.precision != "fp32" or args.compile) else bb
     ours, request, layout = semedit_runs(fast, bb.image_size)
     theirs = diffusers_runs(bb, request, layout)
+    if args.only:
+        keep = args.only.split(",")
+        if unknown := sorted(set(keep) - set(ours)):
+            raise SystemExit(f"unknown runs {unknown}; choose from {sorted(ours)}")
+        ours = {name: fn for name, fn in ours.items() if name in keep}
+        theirs = {name: fn for name, fn in theirs.items() if name in keep or name == "text-to-image"}
     nets = {"diffusers": (bb.unet, list(bb.controlnets.values())),
             "semedit": (fast.unet, list(fast.controlnets.values()))}
     runs = {**{f"diffusers {name}": (fn, *nets["diffusers"]) for name, fn in theirs.items()},
@@ -272,7 +281,7 @@ def main():
     rows, images = measure(runs, device, args.repeats)  # pipelines and methods set their own autograd modes
     if fast is not bb:  # the accelerated outputs against the default networks' (the tolerance)
         eager, _, _ = semedit_runs(bb, bb.image_size)
-        for name, fn in eager.items():
+        for name, fn in ((name, fn) for name, fn in eager.items() if name in ours):
             diff = np.abs(images[name].astype(int) - image_of(fn()).astype(int))
             rows[name].update(max_pixel_difference=int(diff.max()), mean_pixel_difference=float(diff.mean()))
     per_eval = unet_seconds_per_evaluation(fast.unet, device)

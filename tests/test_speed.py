@@ -85,11 +85,24 @@ def test_the_result_says_how_its_networks_ran(tiny):
 
 
 def test_fast_backbones_are_cached_apart_from_the_default(tiny_folder):
+    from semedit.models.fast import native_bf16
     from semedit.service import clear_backbones, get_backbone
 
     try:
         plain, fast = get_backbone(str(tiny_folder)), get_backbone(str(tiny_folder), fast=True)
-        assert plain.networks == "eager" and fast.networks == "bf16, compiled"
+        precision = "bf16" if native_bf16(plain.device) else "fp32"
+        assert plain.networks == "eager" and fast.networks == f"{precision}, compiled"
         assert get_backbone(str(tiny_folder), fast=True) is fast and fast.unet.eager is plain.unet
     finally:
         clear_backbones()
+
+
+def test_fast_means_bf16_only_where_the_device_computes_it_natively(tiny, monkeypatch):
+    """Emulated bfloat16 (a CPU without AVX-512 BF16 or AMX) is slower than float32, so `--fast` compiles in
+    float32 there."""
+    import semedit.models.fast as fast
+
+    for native, precision in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(fast, "native_bf16", lambda device, native=native: native)
+        chosen = fast.fast_backbone(tiny)
+        assert chosen.networks == f"{precision}, compiled" and chosen.unet.fast_dtype == fast.PRECISIONS[precision]

@@ -29,9 +29,10 @@ def edit(image, method: str = "ito", *, target: str | None = None, source: str |
     take the target's subject and background parts (`object_prompt`, `background_prompt`; split from the
     target otherwise) and a `reference_background` picture. `settings` are the method's config fields (those
     not given take the model family's defaults where it has its own, else the paper's). With `output` the
-    result is saved as `semedit edit` saves it. `fast` runs the networks in bfloat16, compiled (about 2x faster per call
-    once compiled; the first call of each shape in a process compiles; outputs within bf16's tolerance,
-    docs/benchmark.md "Speed"). Bad input raises `InputError` (a ValueError) before any model runs."""
+    result is saved as `semedit edit` saves it. `fast` runs the networks compiled, in bfloat16 where the device
+    computes it natively (faster per call once compiled; the first call of each shape in a process compiles;
+    outputs within bf16's tolerance, docs/benchmark.md "Speed"). Bad input raises `InputError` (a ValueError)
+    before any model runs."""
     make_config(method, **settings)  # bad settings fail before anything is read
     if output is not None:
         check_new_files(result_paths(check_png_path(output)), overwrite)

@@ -17,8 +17,9 @@ from .common import model_option, user_errors
               show_default=True, help="Folder of the history: every edit's request, settings and pictures.")
 @click.option("--controlnet", multiple=True, metavar="NAME=FOLDER_OR_HUB_ID",
               help="A ControlNet to load with --model under NAME (repeatable).")
-@click.option("--fast", is_flag=True, help="Run the networks in bfloat16, compiled: about 2x faster per call; the "
-              "first edit of each kind compiles (minutes on a CPU); results differ within bf16's tolerance.")
+@click.option("--fast", is_flag=True, help="Run the networks compiled, in bfloat16 where the device has it "
+              "natively: faster per call; the first edit of each kind compiles (minutes on a CPU); results differ "
+              "within bf16's tolerance.")
 def app(host, port, model, data, controlnet, fast):
     """Start the web app: make, upload or generate an image, edit it with any method (by text, a painted
     mask, a pose or a scribble), watch the progress, compare and download the results."""

@@ -58,9 +58,9 @@ def _parse_method_settings(items, methods) -> dict:
               help="FID Inception-v3 safetensors made by `semedit convert-weights inception`.")
 @click.option("--arcface-weights", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="ArcFace IResNet safetensors made by `semedit convert-weights arcface`.")
-@click.option("--fast", is_flag=True, help="Run the networks in bfloat16, compiled (models.fast): about 2x faster once "
-              "each call shape has compiled (up to a minute each); outputs differ from the default's within bf16's "
-              "tolerance (docs/benchmark.md, Speed).")
+@click.option("--fast", is_flag=True, help="Run the networks compiled, in bfloat16 where the device has it "
+              "natively (models.fast): faster once each call shape has compiled (up to a minute each); outputs "
+              "differ from the default's within bf16's tolerance (docs/benchmark.md, Speed).")
 def bench(methods, kinds, count, model, evaluator, settings, seed, out, overwrite, rejudge, lpips_weights,
           inception_weights, arcface_weights, fast):
     """The toon benchmark: every method on the same seeded edit tasks, judged by the evaluator (and by the

@@ -89,6 +89,15 @@ def accelerated(backbone, precision: str = "bf16", compile: bool = False):
         controlnets={k: FastNetwork(v, precision, compile) for k, v in backbone.controlnets.items()})
 
 
+def native_bf16(device: torch.device) -> bool:
+    """Whether `device` computes in bfloat16 natively (CUDA with bf16, a CPU with AVX-512 BF16 or AMX); elsewhere
+    bfloat16 is emulated and slower than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+
+
 def fast_backbone(backbone):
-    """What `fast` / `--fast` means everywhere: bfloat16, compiled (the fastest measured, docs/benchmark.md)."""
-    return accelerated(backbone, "bf16", compile=True)
+    """What `fast` / `--fast` means everywhere: compiled, in bfloat16 where the device computes it natively and in
+    float32 elsewhere (the fastest measured on each kind of CPU, docs/benchmark.md)."""
+    return accelerated(backbone, "bf16" if native_bf16(backbone.device) else "fp32", compile=True)

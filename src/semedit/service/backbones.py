@@ -13,8 +13,9 @@ _LOCK = threading.RLock()
 
 def get_backbone(model: str = TOON64, controlnets: dict[str, str] | None = None, fast: bool = False) -> Backbone:
     """`load_backbone(model, controlnets)`, cached by its arguments; a model that is missing is an
-    `InputError` that says how to get it. `fast`: its U-Net and ControlNets in bfloat16, compiled
-    (`models.fast.accelerated`; each new call shape compiles once per process, for long-lived processes)."""
+    `InputError` that says how to get it. `fast`: its U-Net and ControlNets compiled, in bfloat16
+    where native (`models.fast.fast_backbone`; each new call shape compiles once per process, for long-lived
+    processes)."""
     from .inputs import InputError
 
     key = (model, tuple(sorted((controlnets or {}).items())), bool(fast))
