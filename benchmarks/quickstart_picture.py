@@ -41,8 +41,8 @@ def main():
     ap.add_argument("--out", default="docs/images/quickstart.png")
     ap.add_argument("--zoom", type=int, default=3)
     args = ap.parse_args()
-    rows = [e.rpartition("=")[::-1] for e in args.edited] or [("out/edited.png", "", "hair -> red")]
-    rows = [(label or "hair -> red", Path(path)) for path, _, label in rows]
+    rows = [(label or "hair -> red", Path(path))
+            for label, _, path in (e.rpartition("=") for e in args.edited or ["out/edited.png"])]
     files = [row_files(Path(args.input), path) for _, path in rows]
     size = np.asarray(Image.open(rows[0][1])).shape[0]
     blank = np.full((size, size, 3), 255, np.uint8)
